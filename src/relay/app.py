@@ -1,0 +1,105 @@
+"""The ASGI application: routers, error handling, request ids, database lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from relay import __version__
+from relay.core.auth import load_or_create_admin_token
+from relay.core.errors import install_error_handlers
+from relay.core.ids import new_id
+from relay.core.responses import JSONResponse
+from relay.core.settings import Settings
+from relay.db.engine import create_engine, create_session_factory, resolve_database_url
+from relay.deliveries.endpoints import router as deliveries_router
+from relay.dispatcher.sender import create_client
+from relay.dispatcher.worker import Dispatcher
+from relay.events.endpoints import router as events_router
+from relay.health.endpoints import router as health_router
+from relay.ingest.endpoints import admin_router as requests_router
+from relay.ingest.endpoints import router as ingest_router
+from relay.sources.endpoints import router as sources_router
+from relay.subscriptions.endpoints import router as subscriptions_router
+
+
+class RequestIdMiddleware:
+    """Gives every request an id, binds it to the log context and returns it as X-Request-ID."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_id("req")
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", header)]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
+
+
+def create_app(
+    settings: Settings, *, database_url: str | None = None, run_dispatcher: bool = False
+) -> FastAPI:
+    """Builds the app. `database_url` overrides the settings (the CLI resolves it once);
+    `run_dispatcher` runs a dispatcher in the same process for as long as the app runs."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url or resolve_database_url(settings)
+        engine = create_engine(url, settings)
+        app.state.engine = engine
+        app.state.database_url = url
+        app.state.session_factory = create_session_factory(engine)
+        app.state.http_client = create_client(max_connections=settings.dispatcher_concurrency)
+        if not hasattr(app.state, "admin_token"):
+            app.state.admin_token, _ = load_or_create_admin_token(settings)
+        dispatcher: Dispatcher | None = None
+        dispatcher_task: asyncio.Task[None] | None = None
+        if run_dispatcher:
+            dispatcher = Dispatcher(settings, app.state.session_factory, url)
+            dispatcher_task = asyncio.create_task(dispatcher.run(), name="relay-dispatcher")
+        try:
+            yield
+        finally:
+            if dispatcher is not None and dispatcher_task is not None:
+                dispatcher.stop()
+                await dispatcher_task
+            await app.state.http_client.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="relay",
+        version=__version__,
+        summary="Webhook relay for last-mile delivery platforms",
+        default_response_class=JSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for router in (
+        health_router,
+        ingest_router,
+        sources_router,
+        events_router,
+        requests_router,
+        subscriptions_router,
+        deliveries_router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,125 @@
+"""The `relay` command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from relay import __version__
+from relay.core.auth import load_or_create_admin_token
+from relay.core.logging import configure_logging, get_logger
+from relay.core.settings import Settings, get_settings
+from relay.db.engine import create_engine, create_session_factory, resolve_database_url
+from relay.db.migrations import upgrade_to_head
+from relay.dispatcher.worker import Dispatcher
+
+app = typer.Typer(
+    name="relay",
+    help="Self-hosted webhook relay for last-mile delivery platforms.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+log = get_logger("relay.cli")
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _prepare_database(settings: Settings) -> str:
+    url = resolve_database_url(settings)
+    asyncio.run(upgrade_to_head(url))
+    log.info("migrations_applied")
+    return url
+
+
+def _announce_new_token(token: str, base_url: str) -> None:
+    # Printed once, to the terminal, on the start that created it; never logged.
+    print(
+        "\nA new admin token was generated and saved in the data directory:\n\n"
+        f"    {token}\n\n"
+        "Try it:\n\n"
+        f"    curl -H 'Authorization: Bearer {token}' {base_url}/v1/sources\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (RELAY_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (RELAY_PORT).")] = None,
+    dispatcher: Annotated[
+        bool,
+        typer.Option(
+            "--dispatcher/--no-dispatcher",
+            help="Also deliver events from this process (run `relay worker` elsewhere if not).",
+        ),
+    ] = True,
+) -> None:
+    """Apply pending migrations and run the relay's HTTP API (and, by default, a dispatcher)."""
+    from relay.app import create_app
+
+    settings = _settings()
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    url = _prepare_database(settings)
+    token, created = load_or_create_admin_token(settings)
+    if created:
+        _announce_new_token(token, settings.public_url or f"http://{bind_host}:{bind_port}")
+    application = create_app(settings, database_url=url, run_dispatcher=dispatcher)
+    application.state.admin_token = token
+    log.info("relay_listening", host=bind_host, port=bind_port, version=__version__)
+    uvicorn.run(
+        application,
+        host=bind_host,
+        port=bind_port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run a dispatcher alone: claim due deliveries and send them, until SIGTERM or Ctrl-C."""
+    settings = _settings()
+    url = _prepare_database(settings)
+    asyncio.run(_run_worker(settings, url))
+
+
+async def _run_worker(settings: Settings, url: str) -> None:
+    engine = create_engine(url, settings)
+    dispatcher = Dispatcher(settings, create_session_factory(engine), url)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, dispatcher.stop)
+    try:
+        await dispatcher.run()
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations, then exit."""
+    _prepare_database(_settings())
+    typer.echo("database is at the latest migration")
+
+
+@app.command()
+def version() -> None:
+    """Print the relay's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

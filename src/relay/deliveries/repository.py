@@ -1,0 +1,250 @@
+"""All SQL about deliveries and attempts, including the dispatcher's claim query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from relay.deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
+
+NOTIFY_CHANNEL = "relay_deliveries"
+
+# One statement: pick due rows nobody holds, skip rows another worker is claiming right now,
+# and lease them by moving next_attempt_at to the lease's end. A leased row is therefore not
+# due until its lease runs out, when any worker may take it again (its worker died).
+# An ordered subscription's delivery waits while an earlier one for the same subject is
+# pending. The event and subscription come back in the same round trip.
+_CLAIM = text(
+    """
+    UPDATE deliveries AS d
+    SET locked_by = :worker,
+        locked_until = now() + make_interval(secs => :lease_seconds),
+        next_attempt_at = now() + make_interval(secs => :lease_seconds),
+        updated_at = now()
+    FROM (
+        SELECT candidate.id
+        FROM deliveries AS candidate
+        WHERE candidate.status = 'pending'
+          AND NOT candidate.held
+          AND candidate.next_attempt_at <= now()
+          AND (
+            candidate.subject_key IS NULL
+            OR NOT EXISTS (
+                SELECT 1 FROM deliveries AS earlier
+                WHERE earlier.subscription_id = candidate.subscription_id
+                  AND earlier.subject_key = candidate.subject_key
+                  AND earlier.status = 'pending'
+                  AND (earlier.event_timestamp, earlier.id)
+                      < (candidate.event_timestamp, candidate.id)
+            )
+          )
+        ORDER BY candidate.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE OF candidate SKIP LOCKED
+    ) AS picked,
+    events AS e,
+    subscriptions AS s
+    WHERE d.id = picked.id AND e.id = d.event_id AND s.id = d.subscription_id
+    RETURNING d.id, d.event_id, d.subscription_id, d.attempts, d.created_at,
+              e.type AS event_type, e.envelope, e.received_at AS event_received_at,
+              s.url, s.headers, s.secret, s.previous_secret, s.previous_secret_expires_at,
+              s.retry_schedule, s.max_concurrency, s.rate_limit_per_second,
+              s.active, s.state, s.deleted_at, s.breaker_open_until
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: str
+    event_id: str
+    subscription_id: str
+    attempts: int
+    created_at: datetime
+    event_type: str
+    envelope: str
+    event_received_at: datetime
+    url: str
+    headers: dict[str, str]
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    retry_schedule: list[float] | None
+    max_concurrency: int
+    rate_limit_per_second: float | None
+    active: bool
+    state: str
+    deleted_at: datetime | None
+    breaker_open_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryQuery:
+    subscription_id: str | None = None
+    event_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+
+
+class DeliveryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(insert(Delivery), list(rows))
+
+    async def notify(self) -> None:
+        """Wakes the dispatchers when the surrounding transaction commits (a hint only)."""
+        await self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+    async def claim(self, *, worker: str, limit: int, lease: timedelta) -> list[ClaimedDelivery]:
+        result = await self.session.execute(
+            _CLAIM,
+            {"worker": worker, "limit": limit, "lease_seconds": lease.total_seconds()},
+        )
+        return [ClaimedDelivery(**row._mapping) for row in result]
+
+    async def finish(
+        self,
+        delivery_id: str,
+        *,
+        worker: str,
+        status: str,
+        attempts: int,
+        next_attempt_at: datetime,
+        last_status_code: int | None,
+        last_error: str | None,
+        now: datetime,
+        held: bool = False,
+    ) -> bool:
+        """Records an attempt's result on the delivery, only if this worker still holds it."""
+        result = await self.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.locked_by == worker)
+            .values(
+                status=status,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                last_status_code=last_status_code,
+                last_error=last_error,
+                locked_by=None,
+                locked_until=None,
+                held=held,
+                updated_at=now,
+                completed_at=now if status != DeliveryStatus.PENDING else None,
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, delivery_ids: Sequence[str], *, worker: str, at: datetime) -> int:
+        """Gives leased deliveries back unattempted, due again at `at`."""
+        if not delivery_ids:
+            return 0
+        result = await self.session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids), Delivery.locked_by == worker)
+            .values(locked_by=None, locked_until=None, next_attempt_at=at, updated_at=at)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def hold(self, delivery_ids: Sequence[str], *, worker: str, now: datetime) -> None:
+        """Parks leased deliveries behind an open circuit breaker."""
+        if delivery_ids:
+            await self.session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(delivery_ids), Delivery.locked_by == worker)
+                .values(locked_by=None, locked_until=None, held=True, updated_at=now)
+            )
+
+    async def unhold_subscription(self, subscription_id: str, *, now: datetime) -> None:
+        await self.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.subscription_id == subscription_id,
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.held,
+            )
+            .values(held=False, next_attempt_at=now, updated_at=now)
+        )
+
+    async def release_one_probe(self, subscription_id: str, *, now: datetime) -> bool:
+        """Makes the oldest held delivery of a subscription due: the breaker's probe."""
+        oldest = (
+            select(Delivery.id)
+            .where(
+                Delivery.subscription_id == subscription_id,
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.held,
+            )
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(
+            update(Delivery)
+            .where(Delivery.id == oldest)
+            .values(held=False, next_attempt_at=now, updated_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def add_attempt(self, row: dict[str, Any]) -> None:
+        await self.session.execute(insert(DeliveryAttempt), [row])
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        return await self.session.get(Delivery, delivery_id)
+
+    async def attempts_of(self, delivery_id: str) -> Sequence[DeliveryAttempt]:
+        query = (
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id == delivery_id)
+            .order_by(DeliveryAttempt.attempt_number)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def list(
+        self, query: DeliveryQuery, *, limit: int, cursor: str | None
+    ) -> Sequence[Delivery]:
+        statement = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+        if cursor is not None:
+            statement = statement.where(Delivery.id < cursor)
+        if query.subscription_id is not None:
+            statement = statement.where(Delivery.subscription_id == query.subscription_id)
+        if query.event_id is not None:
+            statement = statement.where(Delivery.event_id == query.event_id)
+        if query.status is not None:
+            statement = statement.where(Delivery.status == query.status)
+        if query.since is not None:
+            statement = statement.where(Delivery.created_at >= query.since)
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def list_attempts(
+        self, subscription_id: str, *, errors_only: bool, limit: int, cursor: str | None
+    ) -> Sequence[DeliveryAttempt]:
+        statement = (
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.subscription_id == subscription_id)
+            .order_by(DeliveryAttempt.id.desc())
+            .limit(limit)
+        )
+        if cursor is not None:
+            statement = statement.where(DeliveryAttempt.id < cursor)
+        if errors_only:
+            statement = statement.where(DeliveryAttempt.outcome != "succeeded")
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def requeue(self, delivery: Delivery, *, now: datetime) -> None:
+        delivery.status = DeliveryStatus.PENDING
+        delivery.next_attempt_at = now
+        delivery.held = False
+        delivery.locked_by = None
+        delivery.locked_until = None
+        delivery.completed_at = None
+        delivery.updated_at = now
+        await self.session.flush()

@@ -1,0 +1,144 @@
+"""One HTTP attempt to a subscriber: signed request out, a bounded record of the answer back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from relay import __version__
+from relay.dispatcher.signing import sign
+
+RESPONSE_BODY_LIMIT = 16 * 1024
+USER_AGENT = f"relay/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingDelivery:
+    url: str
+    body: bytes
+    event_id: str
+    event_type: str
+    delivery_id: str
+    attempt_number: int
+    secrets: Sequence[str]
+    custom_headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    started_at: datetime
+    duration_ms: int
+    request_headers: dict[str, str]
+    status_code: int | None
+    response_headers: dict[str, str] | None
+    response_body: str | None
+    error_class: str | None
+    error_message: str | None
+
+
+def signing_secrets(
+    secret: str, previous: str | None, previous_expires_at: datetime | None, *, now: datetime
+) -> list[str]:
+    """The current secret, plus the previous one while the rotation overlap lasts."""
+    if previous and previous_expires_at is not None and previous_expires_at > now:
+        return [secret, previous]
+    return [secret]
+
+
+def build_headers(delivery: OutgoingDelivery, *, timestamp: int) -> dict[str, str]:
+    headers = dict(delivery.custom_headers)
+    headers.update(
+        {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": delivery.event_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(
+                delivery.secrets,
+                msg_id=delivery.event_id,
+                timestamp=timestamp,
+                body=delivery.body,
+            ),
+            "x-relay-event-type": delivery.event_type,
+            "x-relay-delivery-id": delivery.delivery_id,
+            "x-relay-attempt": str(delivery.attempt_number),
+        }
+    )
+    return headers
+
+
+def _excerpt(raw: bytes) -> str:
+    return raw[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace").replace("\x00", "")
+
+
+def create_client(*, max_connections: int) -> httpx.AsyncClient:
+    # Redirects are never followed: a 3xx is the subscriber's answer, and following it would
+    # send the signed body somewhere nobody subscribed.
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        trust_env=False,
+    )
+
+
+async def send(
+    client: httpx.AsyncClient, delivery: OutgoingDelivery, *, attempt_timeout: float
+) -> AttemptResult:
+    """Makes one attempt. Never raises for anything the network or the subscriber does.
+
+    `attempt_timeout` bounds the whole attempt, so a subscriber trickling its answer a byte at a
+    time is cut off like one that never answers.
+    """
+    started_at = datetime.now(UTC)
+    headers = build_headers(delivery, timestamp=int(started_at.timestamp()))
+    clock = time.perf_counter()
+    status_code: int | None = None
+    response_headers: dict[str, str] | None = None
+    body = b""
+    error_class: str | None = None
+    error_message: str | None = None
+    try:
+        async with asyncio.timeout(attempt_timeout):
+            async with client.stream(
+                "POST",
+                delivery.url,
+                content=delivery.body,
+                headers=headers,
+                timeout=httpx.Timeout(attempt_timeout),
+            ) as response:
+                status_code = response.status_code
+                response_headers = dict(response.headers)
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) >= RESPONSE_BODY_LIMIT:
+                        break
+    except TimeoutError:
+        error_class, error_message = "timeout", f"no complete answer within {attempt_timeout:g} s"
+    except httpx.TimeoutException as exc:
+        error_class, error_message = "timeout", f"{type(exc).__name__}: {exc}".strip(": ")
+    except httpx.HTTPError as exc:
+        error_class, error_message = type(exc).__name__, str(exc) or type(exc).__name__
+    except OSError as exc:
+        error_class, error_message = type(exc).__name__, str(exc) or type(exc).__name__
+    duration_ms = int((time.perf_counter() - clock) * 1000)
+    if error_class is not None and status_code is not None:
+        # Headers arrived but the body did not finish in time: the answer is incomplete, and
+        # so is not trusted as a success.
+        status_code = None
+    return AttemptResult(
+        started_at=started_at,
+        duration_ms=duration_ms,
+        request_headers=headers,
+        status_code=status_code,
+        response_headers=response_headers,
+        response_body=_excerpt(body) if body or status_code is not None else None,
+        error_class=error_class,
+        error_message=error_message,
+    )

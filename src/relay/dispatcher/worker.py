@@ -1,0 +1,362 @@
+"""The dispatcher: claims due deliveries from PostgreSQL and sends them, never blocking on one
+slow subscriber.
+
+Each claimed delivery runs as its own task. A subscription's own limits (max_concurrency,
+rate_limit_per_second) are enforced here, per worker process: a delivery over a limit is given
+back to the queue for a moment instead of waiting in memory while holding its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relay.core.errors import is_database_unavailable
+from relay.core.ids import new_id
+from relay.core.logging import get_logger, redact
+from relay.core.settings import Settings
+from relay.deliveries.models import DeliveryStatus
+from relay.deliveries.repository import ClaimedDelivery, DeliveryRepository
+from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
+from relay.dispatcher.listener import NotificationListener
+from relay.dispatcher.retry import Outcome, decide_next
+from relay.dispatcher.sender import (
+    AttemptResult,
+    OutgoingDelivery,
+    create_client,
+    send,
+    signing_secrets,
+)
+
+log = get_logger(__name__)
+
+SATURATED_RETRY_DELAY = timedelta(seconds=1)
+PROBE_CHECK_INTERVAL = 5.0
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    rate: float
+    tokens: float = 1.0
+    updated: float = field(default_factory=time.monotonic)
+
+    def take(self) -> float:
+        """Takes a token; returns 0 when one was available, else seconds until one is."""
+        now = time.monotonic()
+        capacity = max(1.0, self.rate)
+        self.tokens = min(capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: async_sessionmaker[AsyncSession],
+        database_url: str,
+        *,
+        name: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.database_url = database_url
+        self.name = name or worker_name()
+        self.clock = clock
+        self.client = client or create_client(max_connections=settings.dispatcher_concurrency)
+        self.policy = BreakerPolicy(
+            failures=settings.breaker_failures,
+            probe_interval=settings.breaker_probe_interval,
+            disable_after=settings.disable_after,
+        )
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.per_subscription: defaultdict[str, int] = defaultdict(int)
+        self.buckets: dict[str, TokenBucket] = {}
+        self.delivered = 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        """Claims and sends until `stop()`; then shuts down gracefully."""
+        listener = NotificationListener(self.database_url, self.wake)
+        listen_task = asyncio.create_task(listener.run(), name="relay-listener")
+        probe_task = asyncio.create_task(self._probe_loop(), name="relay-probes")
+        log.info("dispatcher_started", worker=self.name)
+        try:
+            await self._claim_loop()
+        finally:
+            listen_task.cancel()
+            probe_task.cancel()
+            await asyncio.gather(listen_task, probe_task, return_exceptions=True)
+            await self._shutdown()
+            await self.client.aclose()
+            log.info("dispatcher_stopped", worker=self.name, delivered=self.delivered)
+
+    async def _claim_loop(self) -> None:
+        while not self.stopping.is_set():
+            free = self.settings.dispatcher_concurrency - len(self.in_flight)
+            claimed: list[ClaimedDelivery] = []
+            if free > 0:
+                self.wake.clear()
+                try:
+                    claimed = await self._claim(min(free, self.settings.dispatcher_batch_size))
+                except Exception as exc:
+                    if not is_database_unavailable(exc):
+                        raise
+                    log.warning("claim_failed_database_unavailable", error=type(exc).__name__)
+                for delivery in claimed:
+                    self._start(delivery)
+            if len(claimed) < min(max(free, 1), self.settings.dispatcher_batch_size):
+                await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=self.settings.dispatcher_poll_interval)
+
+    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
+        async with self.session_factory() as session:
+            claimed = await DeliveryRepository(session).claim(
+                worker=self.name, limit=limit, lease=self.settings.dispatcher_lease
+            )
+            await session.commit()
+        return claimed
+
+    def _start(self, claimed: ClaimedDelivery) -> None:
+        task = asyncio.create_task(self._handle(claimed), name=f"deliver-{claimed.id}")
+        self.in_flight[claimed.id] = task
+        task.add_done_callback(lambda _task: self._done(claimed))
+
+    def _done(self, claimed: ClaimedDelivery) -> None:
+        self.in_flight.pop(claimed.id, None)
+        self.wake.set()
+
+    async def _handle(self, claimed: ClaimedDelivery) -> None:
+        now = self.clock()
+        if claimed.deleted_at is not None or claimed.state == "disabled":
+            reason = "subscription deleted" if claimed.deleted_at else "subscription disabled"
+            await self._finish_without_attempt(claimed, reason=reason, now=now)
+            return
+        if not claimed.active:
+            await self._hold(claimed, now=now)
+            return
+        if claimed.state == "degraded":
+            async with self.session_factory() as session:
+                is_probe = await SubscriptionHealth(session, self.policy).take_probe_slot(
+                    claimed.subscription_id, now=now
+                )
+                await session.commit()
+            if not is_probe:
+                await self._hold(claimed, now=now)
+                return
+        if self.per_subscription[claimed.subscription_id] >= claimed.max_concurrency:
+            await self._give_back(claimed, at=now + SATURATED_RETRY_DELAY)
+            self._wake_at(now + SATURATED_RETRY_DELAY)
+            return
+        if claimed.rate_limit_per_second:
+            bucket = self.buckets.setdefault(
+                claimed.subscription_id, TokenBucket(rate=claimed.rate_limit_per_second)
+            )
+            bucket.rate = claimed.rate_limit_per_second
+            wait = bucket.take()
+            if wait > 0:
+                await self._give_back(claimed, at=now + timedelta(seconds=wait))
+                self._wake_at(now + timedelta(seconds=wait))
+                return
+
+        self.per_subscription[claimed.subscription_id] += 1
+        try:
+            await self._attempt(claimed)
+        finally:
+            self.per_subscription[claimed.subscription_id] -= 1
+
+    async def _attempt(self, claimed: ClaimedDelivery) -> None:
+        attempt_number = claimed.attempts + 1
+        outgoing = OutgoingDelivery(
+            url=claimed.url,
+            body=claimed.envelope.encode(),
+            event_id=claimed.event_id,
+            event_type=claimed.event_type,
+            delivery_id=claimed.id,
+            attempt_number=attempt_number,
+            secrets=signing_secrets(
+                claimed.secret,
+                claimed.previous_secret,
+                claimed.previous_secret_expires_at,
+                now=self.clock(),
+            ),
+            custom_headers=claimed.headers,
+        )
+        result = await send(self.client, outgoing, attempt_timeout=self.settings.delivery_timeout)
+        # The outcome is written even if shutdown cancels us now: the request was made.
+        await asyncio.shield(self._record(claimed, attempt_number, result))
+
+    async def _record(
+        self, claimed: ClaimedDelivery, attempt_number: int, result: AttemptResult
+    ) -> None:
+        now = self.clock()
+        retry_after = (result.response_headers or {}).get("retry-after")
+        decision = decide_next(
+            status=result.status_code,
+            error=result.error_message,
+            attempts_made=attempt_number,
+            schedule=claimed.retry_schedule,
+            retry_after=retry_after,
+            now=now,
+        )
+        succeeded = decision.outcome is Outcome.SUCCEEDED
+        if succeeded:
+            status = DeliveryStatus.SUCCEEDED
+        elif decision.next_attempt_at is not None:
+            status = DeliveryStatus.PENDING
+        else:
+            status = DeliveryStatus.FAILED
+        async with self.session_factory() as session:
+            deliveries = DeliveryRepository(session)
+            health = SubscriptionHealth(session, self.policy)
+            await deliveries.add_attempt(
+                {
+                    "id": new_id("att"),
+                    "delivery_id": claimed.id,
+                    "subscription_id": claimed.subscription_id,
+                    "attempt_number": attempt_number,
+                    "started_at": result.started_at,
+                    "duration_ms": result.duration_ms,
+                    "request_url": claimed.url,
+                    "request_headers": redact(result.request_headers)
+                    | {"webhook-signature": result.request_headers["webhook-signature"]},
+                    "response_status": result.status_code,
+                    "response_headers": result.response_headers,
+                    "response_body": result.response_body,
+                    "error_class": result.error_class,
+                    "error_message": result.error_message,
+                    "outcome": status,
+                    "decision": decision.reason,
+                }
+            )
+            await deliveries.finish(
+                claimed.id,
+                worker=self.name,
+                status=status,
+                attempts=attempt_number,
+                next_attempt_at=decision.next_attempt_at or now,
+                last_status_code=result.status_code,
+                last_error=None if succeeded else decision.reason,
+                now=now,
+            )
+            if succeeded:
+                await health.record_success(claimed.subscription_id, now=now)
+            elif decision.outcome is Outcome.GONE:
+                await health.disable(
+                    claimed.subscription_id, reason="subscriber answered 410 Gone", now=now
+                )
+            else:
+                await health.record_failure(
+                    claimed.subscription_id, reason=decision.reason, now=now
+                )
+            await session.commit()
+        if succeeded:
+            self.delivered += 1
+        elif decision.next_attempt_at is not None:
+            self._wake_at(decision.next_attempt_at)
+        log.info(
+            "delivery_attempt",
+            delivery_id=claimed.id,
+            event_id=claimed.event_id,
+            subscription_id=claimed.subscription_id,
+            attempt=attempt_number,
+            status_code=result.status_code,
+            error=result.error_class,
+            outcome=status,
+            duration_ms=result.duration_ms,
+        )
+
+    def _wake_at(self, moment: datetime) -> None:
+        # A retry due before the next poll would otherwise wait for the poll: claim on time.
+        delay = (moment - self.clock()).total_seconds()
+        if delay < self.settings.dispatcher_poll_interval:
+            asyncio.get_running_loop().call_later(max(delay, 0.0), self.wake.set)
+
+    async def _finish_without_attempt(
+        self, claimed: ClaimedDelivery, *, reason: str, now: datetime
+    ) -> None:
+        async with self.session_factory() as session:
+            await DeliveryRepository(session).finish(
+                claimed.id,
+                worker=self.name,
+                status=DeliveryStatus.FAILED,
+                attempts=claimed.attempts,
+                next_attempt_at=now,
+                last_status_code=None,
+                last_error=reason,
+                now=now,
+            )
+            await session.commit()
+
+    async def _hold(self, claimed: ClaimedDelivery, *, now: datetime) -> None:
+        async with self.session_factory() as session:
+            await DeliveryRepository(session).hold([claimed.id], worker=self.name, now=now)
+            await session.commit()
+
+    async def _give_back(self, claimed: ClaimedDelivery, *, at: datetime) -> None:
+        async with self.session_factory() as session:
+            await DeliveryRepository(session).release([claimed.id], worker=self.name, at=at)
+            await session.commit()
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_CHECK_INTERVAL)
+            try:
+                async with self.session_factory() as session:
+                    released = await SubscriptionHealth(session, self.policy).release_due_probes(
+                        now=self.clock()
+                    )
+                    await session.commit()
+            except Exception as exc:
+                if not is_database_unavailable(exc):
+                    raise
+                continue
+            if released:
+                self.wake.set()
+
+    async def _shutdown(self) -> None:
+        """Lets requests in flight finish for a bounded time, then gives the rest back."""
+        if not self.in_flight:
+            return
+        pending = list(self.in_flight.values())
+        log.info("dispatcher_draining", in_flight=len(pending))
+        _done, unfinished = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
+        unfinished_ids = [task.get_name().removeprefix("deliver-") for task in unfinished]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        if unfinished_ids:
+            async with self.session_factory() as session:
+                await DeliveryRepository(session).release(
+                    unfinished_ids, worker=self.name, at=self.clock()
+                )
+                await session.commit()
+            log.info("dispatcher_released", deliveries=len(unfinished_ids))

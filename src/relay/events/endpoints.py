@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from relay.core.auth import require_admin
+from relay.core.errors import NotFound
+from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
+from relay.db.session import DbSession
+from relay.events.repository import EventQuery, EventRepository
+from relay.events.schemas import EventListItem, EventTypeOut
+from relay.events.taxonomy import EVENT_TYPES
+from relay.vendors.registry import VENDORS
+
+router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_admin)])
+
+_JSON = "application/json"
+
+
+def _page_json(envelopes: list[str], next_cursor: str | None) -> bytes:
+    # Envelopes are stored as the exact JSON text subscribers get; splice them, don't re-encode.
+    cursor = "null" if next_cursor is None else f'"{next_cursor}"'
+    return f'{{"data":[{",".join(envelopes)}],"next_cursor":{cursor}}}'.encode()
+
+
+@router.get(
+    "/events",
+    response_model=Page[EventListItem],
+    responses={200: {"content": {_JSON: {}}}},
+)
+async def list_events(
+    session: DbSession,
+    type: str | None = Query(None, description="Unified event type, e.g. route.started."),
+    vendor: str | None = Query(None, description="routigo, antsroute, bringg or routestripe."),
+    source: str | None = Query(None, description="Source id."),
+    since: datetime | None = Query(None, description="Received at or after (ISO 8601)."),
+    until: datetime | None = Query(None, description="Received before (ISO 8601)."),
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> Response:
+    events = await EventRepository(session).list(
+        EventQuery(type=type, vendor=vendor, source=source, since=since, until=until),
+        limit=limit,
+        cursor=checked_cursor(cursor),
+    )
+    next_cursor = events[-1].id if len(events) == limit else None
+    return Response(_page_json([event.envelope for event in events], next_cursor), media_type=_JSON)
+
+
+@router.get(
+    "/events/{event_id}",
+    response_model=EventListItem,
+    responses={200: {"content": {_JSON: {}}}},
+)
+async def get_event(event_id: str, session: DbSession) -> Response:
+    event = await EventRepository(session).get(event_id)
+    if event is None:
+        raise NotFound(f"no event with id '{event_id}'")
+    return Response(event.envelope, media_type=_JSON)
+
+
+@router.get("/event-types", response_model=list[EventTypeOut])
+async def list_event_types() -> list[EventTypeOut]:
+    by_type: dict[str, dict[str, list[str]]] = {name: {} for name in EVENT_TYPES}
+    for vendor in VENDORS.values():
+        for vendor_event, unified in vendor.event_types.items():
+            by_type.setdefault(unified, {}).setdefault(vendor.name, []).append(vendor_event)
+    return [
+        EventTypeOut(type=name, description=EVENT_TYPES.get(name, ""), vendors=vendors)
+        for name, vendors in sorted(by_type.items())
+    ]

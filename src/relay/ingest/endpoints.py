@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from relay.core.auth import require_admin
+from relay.core.errors import NotFound, error_response
+from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
+from relay.core.responses import JSONResponse
+from relay.core.settings import Settings
+from relay.db.session import DbSession
+from relay.ingest.models import RequestLog
+from relay.ingest.repository import RequestLogRepository
+from relay.ingest.service import IncomingWebhook, IngestService, Verdict
+from relay.sources.repository import SourceRepository
+from relay.sources.service import verification_of
+from relay.verification.schemes import OAuth2Verification
+from relay.verification.verify import check_client_credentials, issue_oauth_token
+
+router = APIRouter(tags=["ingest"])
+admin_router = APIRouter(
+    prefix="/v1/requests", tags=["requests"], dependencies=[Depends(require_admin)]
+)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Reads the body, giving up as soon as it passes `limit` bytes, before it is all sent."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _remote_addr(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.post(
+    "/ingest/{slug}",
+    summary="Receive a vendor webhook",
+    responses={
+        401: {"description": "bad or missing credentials"},
+        403: {"description": "source inactive"},
+        404: {"description": "unknown slug"},
+        413: {"description": "body too large"},
+        400: {"description": "body is not JSON the vendor adapter understands"},
+        503: {"description": "database unavailable; retry"},
+    },
+)
+async def ingest_webhook(slug: str, request: Request, session: DbSession) -> JSONResponse:
+    request_id: str = request.state.request_id
+    source = await SourceRepository(session).get_by_slug(slug)
+    if source is None:
+        return error_response(404, "unknown_source", f"no source with slug '{slug}'")
+    settings: Settings = request.app.state.settings
+    service = IngestService(session, max_json_depth=settings.max_json_depth)
+    webhook = IncomingWebhook(
+        request_id=request_id,
+        slug=slug,
+        body=b"",
+        headers={name.lower(): value for name, value in request.headers.items()},
+        query=dict(request.query_params),
+        content_type=request.headers.get("content-type"),
+        remote_addr=_remote_addr(request),
+    )
+    if not source.active:
+        await service.record_rejection(
+            webhook, source, status_code=403, reason="source is inactive"
+        )
+        await session.commit()
+        return error_response(403, "source_inactive", f"source '{slug}' is inactive")
+
+    limit = settings.max_body_bytes
+    try:
+        webhook.body = await read_body(request, limit)
+    except BodyTooLarge:
+        reason = f"body is larger than the limit of {limit} bytes"
+        await service.record_rejection(webhook, source, status_code=413, reason=reason)
+        await session.commit()
+        return error_response(413, "body_too_large", reason)
+
+    outcome = await service.ingest(webhook, source)
+    # The answer leaves only after the request, its events and their deliveries are durable.
+    await session.commit()
+    if outcome.status_code == 401:
+        return error_response(401, "unauthorized", f"request not authenticated: {outcome.reason}")
+    if outcome.status_code == 400:
+        return error_response(400, "invalid_body", outcome.reason)
+    return JSONResponse(
+        {
+            "accepted": outcome.accepted,
+            "duplicates": outcome.duplicates,
+            "event_ids": outcome.event_ids,
+            "request_id": request_id,
+            **({"ping": True} if outcome.verdict == Verdict.PING else {}),
+        }
+    )
+
+
+def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    # RFC 6749 section 5.2: token endpoint errors have their own shape.
+    headers = {"Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="relay"'
+    return JSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+async def _token_request_fields(request: Request, body: bytes) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "")
+    fields: dict[str, str] = {}
+    if "application/json" in content_type:
+        try:
+            parsed: Any = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError:
+            return {}
+        if isinstance(parsed, dict):
+            fields = {key: value for key, value in parsed.items() if isinstance(value, str)}
+    else:
+        form = await request.form()
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    authorization = request.headers.get("authorization", "")
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() == "basic" and encoded:
+        try:
+            client_id, _, client_secret = (
+                base64.b64decode(encoded, validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            return fields
+        fields.setdefault("client_id", client_id)
+        fields.setdefault("client_secret", client_secret)
+    return fields
+
+
+@router.post("/ingest/{slug}/oauth/token", summary="OAuth 2.0 client-credentials token endpoint")
+async def issue_token(slug: str, request: Request, session: DbSession) -> JSONResponse:
+    source = await SourceRepository(session).get_by_slug(slug)
+    if source is None:
+        return _oauth_error(404, "invalid_request", f"no source with slug '{slug}'")
+    config = verification_of(source).current
+    if not isinstance(config, OAuth2Verification):
+        return _oauth_error(
+            400, "unauthorized_client", f"source '{slug}' does not use OAuth 2.0 verification"
+        )
+    if not source.active:
+        return _oauth_error(403, "unauthorized_client", f"source '{slug}' is inactive")
+    body = await read_body(request, 64 * 1024)
+    fields = await _token_request_fields(request, body)
+    if fields.get("grant_type") != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+    if not check_client_credentials(
+        config, fields.get("client_id", ""), fields.get("client_secret", "")
+    ):
+        return _oauth_error(401, "invalid_client", "client_id or client_secret is wrong")
+    token, expires_in = issue_oauth_token(
+        config,
+        source_slug=slug,
+        now=datetime.now(UTC),
+        default_ttl=request.app.state.settings.oauth_token_ttl,
+    )
+    return JSONResponse(
+        {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+class RequestLogOut(BaseModel):
+    id: str
+    source_id: str | None
+    slug: str
+    received_at: datetime
+    verdict: str
+    reason: str
+    status_code: int
+    body_size: int
+    content_type: str | None
+    remote_addr: str | None
+    accepted: int
+    duplicates: int
+    event_ids: list[str]
+
+
+class RequestLogDetail(RequestLogOut):
+    headers: dict[str, str]
+    body: str | None = None
+    body_encoding: str | None = None
+
+
+def _summary(row: RequestLog) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "source_id": row.source_id,
+        "slug": row.slug,
+        "received_at": row.received_at,
+        "verdict": row.verdict,
+        "reason": row.reason,
+        "status_code": row.status_code,
+        "body_size": row.body_size,
+        "content_type": row.content_type,
+        "remote_addr": row.remote_addr,
+        "accepted": row.accepted_count,
+        "duplicates": row.duplicate_count,
+        "event_ids": row.event_ids,
+    }
+
+
+@admin_router.get("", response_model=Page[RequestLogOut])
+async def list_requests(
+    session: DbSession,
+    source: str | None = Query(None, description="Source id."),
+    verdict: str | None = Query(
+        None, description="accepted, duplicate, ping, rejected or invalid."
+    ),
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
+) -> Page[RequestLogOut]:
+    rows = await RequestLogRepository(session).list(
+        source=source, verdict=verdict, limit=limit, cursor=checked_cursor(cursor)
+    )
+    return Page[RequestLogOut](
+        data=[RequestLogOut(**_summary(row)) for row in rows],
+        next_cursor=rows[-1].id if len(rows) == limit else None,
+    )
+
+
+@admin_router.get("/{request_id}", response_model=RequestLogDetail)
+async def get_request(request_id: str, session: DbSession) -> RequestLogDetail:
+    row = await RequestLogRepository(session).get(request_id)
+    if row is None:
+        raise NotFound(f"no inbound request with id '{request_id}'")
+    detail = RequestLogDetail(**_summary(row), headers=row.headers)
+    if row.body is not None:
+        try:
+            detail.body = row.body.decode("utf-8")
+            detail.body_encoding = "utf-8"
+        except UnicodeDecodeError:
+            detail.body = base64.b64encode(row.body).decode()
+            detail.body_encoding = "base64"
+    return detail

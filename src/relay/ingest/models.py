@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from relay.db.base import Base, utcnow
+
+
+class RequestLog(Base):
+    """Every request that reached /ingest, whatever became of it: the ops' audit trail."""
+
+    __tablename__ = "inbound_requests"
+    __table_args__ = (
+        Index("ix_inbound_requests_received_at_id", "received_at", "id"),
+        Index("ix_inbound_requests_source_id_received_at", "source_id", "received_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    source_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sources.id", ondelete="SET NULL"), nullable=True
+    )
+    slug: Mapped[str] = mapped_column(String(200), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    status_code: Mapped[int] = mapped_column(Integer, nullable=False)
+    body_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    content_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    accepted_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    duplicate_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    event_ids: Mapped[list[str]] = mapped_column(
+        ARRAY(String(40)), nullable=False, server_default="{}"
+    )

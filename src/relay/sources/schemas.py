@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+
+
+class MappingConfig(BaseModel):
+    """Per-source fixes for format drift: JSON pointers (RFC 6901) into the vendor's event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_name_pointer: str | None = Field(None, description="Pointer to the event name.")
+    event_id_pointer: str | None = Field(None, description="Pointer to the vendor's event id.")
+    entity_id_pointer: str | None = Field(None, description="Pointer to the entity id.")
+    event_time_pointer: str | None = Field(None, description="Pointer to the event time.")
+    type_map: dict[str, str] = Field(
+        default_factory=dict, description="Vendor event name -> unified event type."
+    )
+
+    @field_validator(
+        "event_name_pointer", "event_id_pointer", "entity_id_pointer", "event_time_pointer"
+    )
+    @classmethod
+    def _pointer(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not value.startswith("/"):
+            raise ValueError("a JSON pointer starts with '/', e.g. /task/id")
+        return value or None
+
+
+class SourceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(
+        description="URL-safe name; vendors post to /ingest/{slug}. Lower-case letters, digits "
+        "and dashes, 1-64 characters.",
+        examples=["bringg-eu"],
+    )
+    vendor: str = Field(description="routigo, antsroute, bringg or routestripe.")
+    verification: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How requests are proven genuine: {'type': 'hmac'|'basic'|'header_token'|"
+        "'query_token'|'jwt'|'oauth2'|'none', ...}. The vendor's default type when omitted.",
+    )
+    description: str = Field("", max_length=2000)
+    active: bool = True
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+    rate_limit_per_second: float | None = Field(None, gt=0)
+
+
+class SourceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verification: dict[str, Any] | None = Field(
+        None, description="New credentials; replaces the current ones."
+    )
+    keep_previous_for_seconds: int = Field(
+        0,
+        ge=0,
+        le=30 * 86400,
+        description="With new credentials: how long the old ones keep working, so the vendor "
+        "can be switched over without losing a webhook. 0 drops them at once.",
+    )
+    description: str | None = Field(None, max_length=2000)
+    active: bool | None = None
+    mapping: MappingConfig | None = None
+    rate_limit_per_second: float | None = Field(None, gt=0)
+
+
+class SourceOut(BaseModel):
+    id: str
+    slug: str
+    vendor: str
+    ingest_path: str
+    active: bool
+    description: str
+    verification: dict[str, Any]
+    verified: bool = Field(description="False when verification type is 'none'.")
+    mapping: MappingConfig
+    rate_limit_per_second: float | None
+    created_at: datetime
+    updated_at: datetime

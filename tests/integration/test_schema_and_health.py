@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import httpx
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay.app import create_app
+from relay.core.settings import Settings
+from relay.db.models import metadata
+from tests.conftest import DatabaseServer
+
+
+def _differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrations_build_exactly_the_models(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        differences = await connection.run_sync(_differences)
+
+    assert differences == []
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+    health = await client.get("/healthz")
+    ready = await client.get("/readyz")
+
+    assert health.status_code == 200
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready"
+
+
+async def _get(app_settings: Settings, url: str, path: str) -> httpx.Response:
+    app = create_app(app_settings, database_url=url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay.test") as http:
+            return await http.get(path)
+
+
+async def test_readyz_is_503_when_migrations_are_not_applied(
+    database_server: DatabaseServer, settings: Settings
+) -> None:
+    import asyncpg
+
+    name = f"{database_server.prefix}_empty"
+    connection = await asyncpg.connect(database_server.server_url.replace("+asyncpg", ""))
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    database_server.created.append(name)
+
+    response = await _get(settings, database_server.url(name), "/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["migrations"]["current"] is None
+    assert "relay migrate" in response.json()["hint"]
+
+
+async def test_readyz_is_503_when_the_database_is_unreachable(settings: Settings) -> None:
+    response = await _get(settings, "postgresql://postgres@127.0.0.1:1/nothing", "/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["database"] == "unreachable"

@@ -1,0 +1,106 @@
+"""Helpers for driving the relay in tests: sources, signed vendor posts, dispatchers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relay.core.settings import Settings
+from relay.dispatcher.worker import Dispatcher
+
+ROUTESTRIPE_SECRET = "routestripe-test-secret-0123456789"
+_visit_ids = itertools.count(500_000)
+
+
+async def create_routestripe_source(client: httpx.AsyncClient, slug: str = "rs") -> dict[str, Any]:
+    response = await client.post(
+        "/v1/sources",
+        json={
+            "slug": slug,
+            "vendor": "routestripe",
+            "verification": {"type": "hmac", "secret": ROUTESTRIPE_SECRET},
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def visit_event(
+    *, status: int = 1, event: str = "visit.created", visit_id: int | None = None, second: int = 0
+) -> dict[str, Any]:
+    visit = next(_visit_ids) if visit_id is None else visit_id
+    stamp = f"2026-02-04T16:{second // 60:02d}:{second % 60:02d}Z"
+    return {
+        "entity": "visit",
+        "event": event,
+        "id": f"evt_{visit}_{event}_{second}",
+        "timestamp": stamp,
+        "object": {
+            "id": visit,
+            "external_id": None,
+            "route_id": 0,
+            "name": f"Visit {visit}",
+            "lat": "52.030187",
+            "lng": "4.307636",
+            "status": status,
+            "updated_at": stamp,
+            "created_at": stamp,
+        },
+    }
+
+
+def routestripe_batch(events: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps(
+        {
+            "event": "batch",
+            "id": f"bth_{events[0]['id']}",
+            "timestamp": "2026-02-04T16:05:08Z",
+            "provider": "ROUTESTRIPE",
+            "api_version": "v1",
+            "event_count": len(events),
+            "data": {"events": events},
+        }
+    )
+
+
+def routestripe_signature(body: bytes, secret: str = ROUTESTRIPE_SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def post_routestripe(
+    client: httpx.AsyncClient, events: list[dict[str, Any]], *, slug: str = "rs"
+) -> httpx.Response:
+    body = routestripe_batch(events)
+    return await client.post(
+        f"/ingest/{slug}",
+        content=body,
+        headers={"X-Signature": routestripe_signature(body), "Content-Type": "application/json"},
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_dispatcher(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    database_url: str,
+    *,
+    name: str | None = None,
+) -> AsyncIterator[Dispatcher]:
+    dispatcher = Dispatcher(settings, session_factory, database_url, name=name)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+        async with asyncio.timeout(settings.shutdown_grace + 10):
+            await task
