@@ -22,11 +22,11 @@ import pytest_asyncio
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from relay.app import create_app
 from relay.core.settings import Settings
 from relay.db.engine import asyncpg_url, create_engine, create_session_factory
 from relay.db.migrations import upgrade_to_head
 from relay.db.models import metadata
+from tests.support.relay import relay_client
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -153,12 +153,5 @@ async def client(
     settings: Settings, engine: AsyncEngine, module_database_url: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app in-process; admin requests carry the admin token unless a test removes it."""
-    app = create_app(settings, database_url=module_database_url)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://relay.test",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        ) as http:
-            yield http
+    async with relay_client(settings, module_database_url, admin_token=ADMIN_TOKEN) as http:
+        yield http

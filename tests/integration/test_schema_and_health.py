@@ -6,10 +6,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay.app import create_app
 from relay.core.settings import Settings
 from relay.db.models import metadata
 from tests.conftest import DatabaseServer
+from tests.support.relay import relay_client
 
 
 def _differences(connection: Connection) -> list[object]:
@@ -34,11 +34,8 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
 
 
 async def _get(app_settings: Settings, url: str, path: str) -> httpx.Response:
-    app = create_app(app_settings, database_url=url)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://relay.test") as http:
-            return await http.get(path)
+    async with relay_client(app_settings, url) as http:
+        return await http.get(path)
 
 
 async def test_readyz_is_503_when_migrations_are_not_applied(

@@ -14,6 +14,7 @@ import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relay.app import create_app
 from relay.core.settings import Settings
 from relay.dispatcher.worker import Dispatcher
 
@@ -86,6 +87,22 @@ async def post_routestripe(
         content=body,
         headers={"X-Signature": routestripe_signature(body), "Content-Type": "application/json"},
     )
+
+
+@contextlib.asynccontextmanager
+async def relay_client(
+    settings: Settings, database_url: str, *, admin_token: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process; requests carry the admin token when one is given."""
+    app = create_app(settings, database_url=database_url)
+    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://relay.test", headers=headers
+        ) as http,
+    ):
+        yield http
 
 
 @contextlib.asynccontextmanager

@@ -133,8 +133,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _database_or_internal(request: Request, exc: Exception) -> JSONResponse:
         if is_database_unavailable(exc):
             log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
             return error_response(
@@ -145,3 +144,9 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         log.exception("unhandled_error", path=request.url.path)
         return error_response(500, "internal_error", "internal error; see the relay's log")
+
+    # Registered per class so the exception stops here; a handler for bare Exception runs in
+    # Starlette's outermost middleware, which re-raises to the server after answering.
+    for database_error in (DBAPIError, OSError, TimeoutError, asyncpg.PostgresError):
+        app.add_exception_handler(database_error, _database_or_internal)
+    app.add_exception_handler(Exception, _database_or_internal)

@@ -4,6 +4,7 @@ import base64
 import binascii
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -124,7 +125,7 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
     )
 
 
-async def _token_request_fields(request: Request, body: bytes) -> dict[str, str]:
+def _token_request_fields(request: Request, body: bytes) -> dict[str, str]:
     content_type = request.headers.get("content-type", "")
     fields: dict[str, str] = {}
     if "application/json" in content_type:
@@ -135,8 +136,11 @@ async def _token_request_fields(request: Request, body: bytes) -> dict[str, str]
         if isinstance(parsed, dict):
             fields = {key: value for key, value in parsed.items() if isinstance(value, str)}
     else:
-        form = await request.form()
-        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+        # RFC 6749 token requests are application/x-www-form-urlencoded.
+        try:
+            fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        except UnicodeDecodeError:
+            return {}
     authorization = request.headers.get("authorization", "")
     scheme, _, encoded = authorization.partition(" ")
     if scheme.lower() == "basic" and encoded:
@@ -164,7 +168,7 @@ async def issue_token(slug: str, request: Request, session: DbSession) -> JSONRe
     if not source.active:
         return _oauth_error(403, "unauthorized_client", f"source '{slug}' is inactive")
     body = await read_body(request, 64 * 1024)
-    fields = await _token_request_fields(request, body)
+    fields = _token_request_fields(request, body)
     if fields.get("grant_type") != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
     if not check_client_credentials(

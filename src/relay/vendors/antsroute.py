@@ -139,6 +139,7 @@ _DRIVER_KEYS = ("driver", "technician", "resource", "user", "agent")
 _ID_KEYS = ("id", "_id", "uuid")
 _EXTERNAL_ID_KEYS = ("reference", "externalId", "external_id", "ref", "orderNumber", "number")
 _PROOF_KEYS = ("photo", "signature", "proof", "attachment", "file", "picture")
+_PROOF_OF_EVENT = {"proof_photo_added": "photo", "customer_signature_added": "signature"}
 _URL_KEYS = ("url", "photoUrl", "photo_url", "signatureUrl", "signature_url", "fileUrl", "link")
 
 
@@ -222,11 +223,11 @@ def _order_data(
         route=_route(route or {}, route_subject),
         driver=_driver(child_in([order, route, *places], *_DRIVER_KEYS)),
         stop=compact(
-            position=position(order.get("position") or order.get("rank")),
+            position=position(value_in([order], "position", "rank")),
             address=address_text(order.get("address"))
             or address_text(None if customer is None else customer.get("address")),
-            eta=time_text(order.get("eta") or order.get("estimatedArrival")),
-            scheduled_at=time_text(order.get("scheduledAt") or order.get("plannedAt")),
+            eta=time_text(value_in([order], "eta", "estimatedArrival")),
+            scheduled_at=time_text(value_in([order], "scheduledAt", "plannedAt")),
         ),
         location=location_of(order) or location_of(customer),
         recipient=compact(
@@ -243,8 +244,8 @@ def _route(route: Json, subject: Subject) -> Json:
         id=subject.id,
         external_id=subject.external_id,
         name=first_text(route, "name", "title", "label"),
-        started_at=time_text(route.get("startedAt") or route.get("started_at")),
-        ended_at=time_text(route.get("endedAt") or route.get("ended_at")),
+        started_at=time_text(value_in([route], "startedAt", "started_at")),
+        ended_at=time_text(value_in([route], "endedAt", "ended_at")),
     )
 
 
@@ -263,8 +264,7 @@ def _driver(driver: Json | None) -> Json | None:
 
 
 def _proof(canonical: str, places: list[Json]) -> Json | None:
-    kinds = {"proof_photo_added": "photo", "customer_signature_added": "signature"}
-    kind = kinds.get(canonical)
+    kind = _PROOF_OF_EVENT.get(canonical)
     if kind is None:
         return None
     holder = child_in(places, kind, *_PROOF_KEYS)

@@ -36,9 +36,11 @@ _SAFE_INTEGER = 2**53
 
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NOT_WORD = re.compile(r"[\W_]+")
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?")
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
 _WHOLE = re.compile(r"[+-]?\d{1,16}")
 _EPOCH = re.compile(r"\d{9,14}(?:\.\d{1,9})?")
+# No event or status name in any table is longer: a body-sized string is not worth rewriting.
+_LONGEST_NAME = 256
 # Above this an epoch number is taken as milliseconds: seconds would be past the year 5000.
 _EPOCH_MILLIS_FROM = 100_000_000_000
 
@@ -190,7 +192,9 @@ def number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     numeric = isinstance(value, int | float)
-    if not numeric and not (isinstance(value, str) and _DECIMAL.fullmatch(value.strip())):
+    if not numeric and not (
+        isinstance(value, str) and len(value) <= 64 and _DECIMAL.fullmatch(value.strip())
+    ):
         return None
     result = float(value)
     return result if math.isfinite(result) else None
@@ -279,6 +283,8 @@ def time_text(value: Any) -> str | None:
 def snake(name: str) -> str:
     """`Delivery cancelled`, `deliveryCancelled` and `DELIVERY-CANCELLED` all give
     `delivery_cancelled`."""
+    if len(name) > _LONGEST_NAME:
+        return name
     return _NOT_WORD.sub("_", _CAMEL_HUMP.sub("_", name).lower()).strip("_")
 
 

@@ -120,11 +120,27 @@ def example_envelope(unified_type: str) -> dict[str, Any]:
     )
 
 
+def _origin(unified_type: str) -> str:
+    example = EXAMPLES.get(unified_type)
+    if example is None:
+        return "Sent by `POST /v1/subscriptions/{id}/test`."
+    origin = f"From `tests/fixtures/vendors/{example.vendor}/{example.fixture}.json`"
+    if example.index:
+        origin += f", entry {example.index}"
+    if example.query:
+        query = "&".join(f"{name}={value}" for name, value in example.query.items())
+        origin += f", received with `?{query}`"
+    return origin + "."
+
+
 def render_examples() -> str:
     sections = []
     for unified_type, description in EVENT_TYPES.items():
         envelope = json.dumps(example_envelope(unified_type), indent=2, ensure_ascii=False)
-        sections.append(f"### {unified_type}\n\n{description}\n\n```json\n{envelope}\n```\n")
+        sections.append(
+            f"### {unified_type}\n\n{description} {_origin(unified_type)}\n\n"
+            f"```json\n{envelope}\n```\n"
+        )
     return "\n".join(sections)
 
 

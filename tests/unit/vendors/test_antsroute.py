@@ -33,14 +33,16 @@ def test_every_documented_label_is_understood_in_every_spelling(
 @pytest.mark.parametrize(
     ("spelling", "unified"),
     [("Delivery cancelled", "order.cancelled"), ("delivery_canceled", "order.cancelled"),
-     ("order_cancelled", "order.cancelled"), ("DELIVERY_SET_TO_UNASSIGNED_STATE", "order.unassigned"),
+     ("order_cancelled", "order.cancelled"),
+     ("DELIVERY_SET_TO_UNASSIGNED_STATE", "order.unassigned"),
      ("Delivery moved forward or delayed or assigned to another route", "order.rescheduled"),
      ("Delivery assigned to a route in progress", "order.assigned"),
      ("Delivery scheduled from the basket", "order.scheduled"),
      ("Delivery moved to the basket", "order.unscheduled"),
      ("Proof of delivery (photo) added", "proof.photo_added"),
      ("customerSignatureAdded", "proof.signature_added"), ("Route ended", "route.finished"),
-     ("notification.sent", "notification.sent"), ("Unloading cancelled", "order.unloading_cancelled")],
+     ("notification.sent", "notification.sent"),
+     ("Unloading cancelled", "order.unloading_cancelled")],
 )  # fmt: skip
 def test_spellings(spelling: str, unified: str) -> None:
     assert VENDOR_EVENTS[canonical_name(spelling)] == unified

@@ -147,7 +147,7 @@ def test_routestripe_pointers_resolve_against_each_entry() -> None:
     assert events[4].subject_id == "172160"
 
 
-def test_routigo_name_pointer_wins_over_the_query() -> None:
+def test_routigo_trigger_found_by_the_name_pointer() -> None:
     document = {"meta": {"trigger": "TOUR_FINISHED"}, "tour": {"id": "t1"}}
     [event] = parse_json(
         "routigo", document, MappingOverrides(event_name_pointer="/meta/trigger")

@@ -169,7 +169,7 @@ def test_coordinates_arrive_as_strings_and_are_dropped_when_unreadable(
 
 
 def test_event_count_must_match_the_entries() -> None:
-    with pytest.raises(PayloadError, match="event_count is 3 but data.events holds 2 events"):
+    with pytest.raises(PayloadError, match=r"event_count is 3 but data\.events holds 2 events"):
         parse_json("routestripe", batch(visit_event("evt_1"), visit_event("evt_2"), count=3))
 
 
@@ -208,12 +208,14 @@ def test_events_must_be_an_array() -> None:
     document = batch()
     document["data"]["events"] = {"0": visit_event()}
 
-    with pytest.raises(PayloadError, match="data.events must be an array of events, got an object"):
+    with pytest.raises(
+        PayloadError, match=r"data\.events must be an array of events, got an object"
+    ):
         parse_json("routestripe", document)
 
 
 def test_every_entry_must_be_an_object() -> None:
-    with pytest.raises(PayloadError, match=r"data.events\[1\] must be an object, got a string"):
+    with pytest.raises(PayloadError, match=r"data\.events\[1\] must be an object, got a string"):
         parse_json("routestripe", batch(visit_event(), "evt_2"))  # type: ignore[arg-type]
 
 
