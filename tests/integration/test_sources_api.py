@@ -66,6 +66,8 @@ async def test_admin_api_requires_the_bearer_token(client: httpx.AsyncClient) ->
         ({"verification": {"type": "hmac"}}, 422, "secret"),
         ({"verification": {"type": "carrier-pigeon", "secret": "x"}}, 422, "verification"),
         ({"unexpected": 1}, 422, "unexpected"),
+        ({"mapping": {"type_map": {"x": "Not A Type"}}}, 422, "is not a unified type"),
+        ({"mapping": {"event_id_pointer": "task/id"}}, 422, "starts with '/'"),
     ],
 )
 async def test_invalid_sources_are_refused_with_a_reason(

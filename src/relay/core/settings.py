@@ -70,7 +70,11 @@ class Settings(BaseSettings):
         description="Largest webhook body accepted; larger ones get 413 while still streaming.",
     )
     max_json_depth: int = Field(
-        64, ge=4, le=512, description="Deepest JSON nesting accepted in a webhook body."
+        64,
+        ge=4,
+        le=200,
+        description="Deepest JSON nesting accepted in a webhook body (at most 200: the stored "
+        "envelope wraps the body in a few more levels, and the JSON encoder stops at 254).",
     )
     oauth_token_ttl: timedelta = Field(
         timedelta(hours=1),

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+_UNIFIED_TYPE = re.compile(r"^(?=.{1,100}$)[a-z0-9_]+(?:\.[a-z0-9_]+)*$")
 
 
 class MappingConfig(BaseModel):
@@ -20,6 +22,17 @@ class MappingConfig(BaseModel):
     type_map: dict[str, str] = Field(
         default_factory=dict, description="Vendor event name -> unified event type."
     )
+
+    @field_validator("type_map")
+    @classmethod
+    def _unified_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for vendor_event, unified in value.items():
+            if not _UNIFIED_TYPE.match(unified):
+                raise ValueError(
+                    f"type_map['{vendor_event}'] = '{unified}' is not a unified type: use "
+                    "dot-separated lower-case words, at most 100 characters (e.g. order.updated)"
+                )
+        return value
 
     @field_validator(
         "event_name_pointer", "event_id_pointer", "entity_id_pointer", "event_time_pointer"

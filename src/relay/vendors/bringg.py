@@ -110,7 +110,10 @@ def parse(request: InboundRequest, overrides: MappingOverrides) -> ParsedWebhook
 
 
 def _looks_like_task(body: Json) -> bool:
-    return text(body.get("id")) is not None and any(key in body for key in _TASK_KEYS)
+    # A flat way point has an id and a task_id: it belongs to a task but is not one.
+    if text(body.get("id")) is None or "task_id" in body:
+        return False
+    return any(key in body for key in _TASK_KEYS)
 
 
 def _kind(body: Json, name: str | None) -> str:

@@ -309,6 +309,14 @@ def test_run_ended_uses_the_end_position() -> None:
     assert event.dedupe_key == "run_ended:7:2026-03-10T18:00:00.000Z"
 
 
+def test_flat_way_point_without_webhook_type_is_not_taken_for_a_task() -> None:
+    document = {"id": 71200882, "task_id": 88412207, "external_id": "wp-2", "position": 2}
+    [event] = parse_json("bringg", document).events
+
+    assert (event.type, event.vendor_event_name) == ("bringg.unknown", "unknown")
+    assert (event.subject_kind, event.subject_id) == ("stop", "71200882")
+
+
 def test_unknown_webhook_type_is_kept_with_a_note() -> None:
     parsed = parse_fixture("bringg", "unknown_event")
 
