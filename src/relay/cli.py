@@ -77,6 +77,10 @@ def serve(
     application = create_app(settings, database_url=url, run_dispatcher=dispatcher)
     application.state.admin_token = token
     log.info("relay_listening", host=bind_host, port=bind_port, version=__version__)
+    # uvicorn re-raises the signal it shut down for once it is done; exiting normally instead
+    # lets atexit hooks run, among them the one that stops the embedded PostgreSQL.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    signal.signal(signal.SIGINT, _exit_quietly)
     uvicorn.run(
         application,
         host=bind_host,
@@ -86,6 +90,10 @@ def serve(
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
     )
+
+
+def _exit_quietly(_signum: int, _frame: object) -> None:
+    sys.exit(0)
 
 
 @app.command()

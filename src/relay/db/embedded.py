@@ -6,6 +6,7 @@ reach it, and stops when the last relay process using it exits.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from relay.core.logging import get_logger
@@ -19,7 +20,10 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "postgres").resolve()
-    server = get_server(pgdata, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset on most servers: noise to a user.
+        warnings.filterwarnings("ignore", module="platformdirs")
+        server = get_server(pgdata, cleanup_mode="stop")
     socket_dir = server.get_postmaster_info().socket_dir
     log.info("embedded_postgres_ready", pgdata=str(pgdata))
     return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
