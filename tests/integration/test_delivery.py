@@ -359,3 +359,36 @@ async def test_retry_endpoint_requeues_a_failed_delivery(
     assert "still pending" in twice.json()["error"]["message"]
     missing = await client.post("/v1/deliveries/dlv_01JAAAAAAAAAAAAAAAAAAAAAAA/retry")
     assert missing.status_code == 404
+
+
+async def test_a_paused_subscription_holds_its_deliveries_until_resumed(
+    client: httpx.AsyncClient,
+    subscriber: Subscriber,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    module_database_url: str,
+) -> None:
+    await create_routestripe_source(client)
+    subscription = await subscribe(client, subscriber.url("/paused"))
+    assert (await post_routestripe(client, [visit_event()])).status_code == 200
+    paused = await client.patch(f"/v1/subscriptions/{subscription['id']}", json={"active": False})
+    assert paused.json()["active"] is False
+
+    async with running_dispatcher(
+        fast(settings, dispatcher_poll_interval=0.2), session_factory, module_database_url
+    ):
+        await eventually(lambda: _held(session_factory), within=10)
+        assert subscriber.on("/paused") == []
+        resumed = await client.patch(
+            f"/v1/subscriptions/{subscription['id']}", json={"active": True}
+        )
+        assert resumed.status_code == 200
+        await subscriber.wait_for(1, path="/paused", within=10)
+
+    assert (await delivery_of(client, subscription["id"]))["status"] == "succeeded"
+
+
+async def _held(session_factory: async_sessionmaker[AsyncSession]) -> bool:
+    async with session_factory() as session:
+        held = await session.scalar(text("SELECT count(*) FROM deliveries WHERE held"))
+    return held == 1

@@ -162,17 +162,6 @@ class DeliveryRepository:
                 .values(locked_by=None, locked_until=None, held=True, updated_at=now)
             )
 
-    async def unhold_subscription(self, subscription_id: str, *, now: datetime) -> None:
-        await self.session.execute(
-            update(Delivery)
-            .where(
-                Delivery.subscription_id == subscription_id,
-                Delivery.status == DeliveryStatus.PENDING,
-                Delivery.held,
-            )
-            .values(held=False, next_attempt_at=now, updated_at=now)
-        )
-
     async def release_one_probe(self, subscription_id: str, *, now: datetime) -> bool:
         """Makes the oldest held delivery of a subscription due: the breaker's probe."""
         oldest = (

@@ -103,7 +103,7 @@ class SubscriptionHealth:
     async def record_success(self, subscription_id: str, *, now: datetime) -> None:
         changed = await self.session.execute(_RECORD_SUCCESS, {"id": subscription_id, "now": now})
         if changed.first() is not None:
-            await self.deliveries.unhold_subscription(subscription_id, now=now)
+            await self.subscriptions.release_held_deliveries(subscription_id, now=now)
 
     async def record_failure(self, subscription_id: str, *, reason: str, now: datetime) -> None:
         result = await self.session.execute(

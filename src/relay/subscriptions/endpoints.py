@@ -56,7 +56,7 @@ async def get_subscription(subscription_id: str, session: DbSession) -> Subscrip
 async def update_subscription(
     subscription_id: str, payload: SubscriptionUpdate, session: DbSession
 ) -> SubscriptionOut:
-    subscription = await _service(session).update(subscription_id, payload)
+    subscription = await _service(session).update(subscription_id, payload, now=datetime.now(UTC))
     await session.commit()
     return to_out(subscription)
 

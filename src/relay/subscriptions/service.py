@@ -119,7 +119,9 @@ class SubscriptionService:
     async def list(self, *, limit: int, cursor: str | None) -> Sequence[Subscription]:
         return await self.repository.list(limit=limit, cursor=cursor)
 
-    async def update(self, subscription_id: str, payload: SubscriptionUpdate) -> Subscription:
+    async def update(
+        self, subscription_id: str, payload: SubscriptionUpdate, *, now: datetime
+    ) -> Subscription:
         subscription = await self.get(subscription_id)
         given = payload.model_fields_set
         if payload.url is not None:
@@ -148,6 +150,8 @@ class SubscriptionService:
             subscription.retry_schedule = _check_schedule(payload.retry_schedule)
         if payload.active is not None:
             subscription.active = payload.active
+            if payload.active:
+                await self.repository.release_held_deliveries(subscription.id, now=now)
             if payload.active and subscription.state != SubscriptionState.ACTIVE:
                 # Re-enabling is the admin's word that the endpoint is fixed.
                 subscription.state = SubscriptionState.ACTIVE
