@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit
+.PHONY: install run test lint typecheck unit bench
 
 $(BIN)/relay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,23 @@ run: install
 	$(BIN)/relay serve
 
 lint: install
-	$(BIN)/ruff check src tests migrations
-	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
 
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# The bench extra (matplotlib, py-spy) is needed by `make bench` and by its smoke test.
+$(VENV)/.bench-extra: $(BIN)/relay
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $@
+
+test: lint typecheck $(VENV)/.bench-extra
 	$(BIN)/python -m pytest
+
+# All six figures of docs/benchmarks.md against this machine's PostgreSQL (or
+# RELAY_BENCH_DATABASE_URL); wrk is the load generator where it can be installed.
+bench: $(VENV)/.bench-extra
+	command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| echo "wrk not installed: the Python load generator is used instead"
+	$(BIN)/python -m bench

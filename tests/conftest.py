@@ -13,6 +13,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import asyncpg
@@ -127,6 +128,8 @@ def settings(module_database_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
         log_format="json",
+        # Every subscriber in the tests listens on loopback, which is refused by default.
+        allowed_destination_networks=[IPv4Network("127.0.0.0/8")],
     )
 
 

@@ -11,9 +11,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import __version__
+from relay.apikeys.endpoints import router as api_keys_router
 from relay.core.auth import load_or_create_admin_token
+from relay.core.crypto import install_from_settings
 from relay.core.errors import install_error_handlers
 from relay.core.ids import new_id
+from relay.core.netguard import DestinationPolicy
 from relay.core.responses import JSONResponse
 from relay.core.settings import Settings
 from relay.db.engine import create_engine, create_session_factory, resolve_database_url
@@ -24,7 +27,12 @@ from relay.events.endpoints import router as events_router
 from relay.health.endpoints import router as health_router
 from relay.ingest.endpoints import admin_router as requests_router
 from relay.ingest.endpoints import router as ingest_router
+from relay.jobs.endpoints import router as jobs_router
+from relay.observability import metrics as observability
+from relay.observability.activity import router as activity_router
+from relay.observability.endpoints import router as metrics_router
 from relay.sources.endpoints import router as sources_router
+from relay.stats.endpoints import router as stats_router
 from relay.subscriptions.endpoints import router as subscriptions_router
 
 
@@ -60,12 +68,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The dispatcher task started below inherits the binding: it counts into this app.
+        observability.bind(app.state.metrics)
         url = database_url or resolve_database_url(settings)
         engine = create_engine(url, settings)
         app.state.engine = engine
         app.state.database_url = url
         app.state.session_factory = create_session_factory(engine)
-        app.state.http_client = create_client(max_connections=settings.dispatcher_concurrency)
+        app.state.http_client = create_client(
+            max_connections=settings.dispatcher_concurrency,
+            policy=DestinationPolicy.from_settings(settings),
+        )
         if not hasattr(app.state, "admin_token"):
             app.state.admin_token, _ = load_or_create_admin_token(settings)
         dispatcher: Dispatcher | None = None
@@ -90,8 +103,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Before any request or dispatcher can read or write a secret column.
+    install_from_settings(settings)
+    app.state.metrics = observability.Metrics()
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(observability.MetricsMiddleware, metrics=app.state.metrics)
     for router in (
         health_router,
         ingest_router,
@@ -100,6 +117,11 @@ def create_app(
         requests_router,
         subscriptions_router,
         deliveries_router,
+        jobs_router,
+        metrics_router,
+        activity_router,
+        stats_router,
+        api_keys_router,
     ):
         app.include_router(router)
     return app

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 import uvicorn
+from prometheus_client import start_http_server
 
 from relay import __version__
+from relay.apikeys.cli import app as api_keys_app
+from relay.client import commands as client_commands
+from relay.client.tail import tail as tail_command
 from relay.core.auth import load_or_create_admin_token
+from relay.core.crypto import EncryptionError, install_from_settings
 from relay.core.logging import configure_logging, get_logger
 from relay.core.settings import Settings, get_settings
 from relay.db.engine import create_engine, create_session_factory, resolve_database_url
 from relay.db.migrations import upgrade_to_head
 from relay.dispatcher.worker import Dispatcher
+from relay.encryption.cli import app as encryption_app
+from relay.ingest.limits import guarded_protocol
+from relay.observability.metrics import process_default
+from relay.retention.service import Purger
 
 app = typer.Typer(
     name="relay",
@@ -30,6 +41,12 @@ log = get_logger("relay.cli")
 def _settings() -> Settings:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    # First, so a relay that could not read or write its secrets never starts serving.
+    try:
+        install_from_settings(settings)
+    except EncryptionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     return settings
 
 
@@ -89,6 +106,12 @@ def serve(
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+        http=guarded_protocol(
+            head_timeout=settings.request_head_timeout,
+            max_header_count=settings.max_header_count,
+            max_header_bytes=settings.max_header_bytes,
+        ),
+        limit_concurrency=settings.max_connections,
     )
 
 
@@ -97,10 +120,17 @@ def _exit_quietly(_signum: int, _frame: object) -> None:
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's attempt counters on :PORT/metrics (Prometheus)."),
+    ] = None,
+) -> None:
     """Run a dispatcher alone: claim due deliveries and send them, until SIGTERM or Ctrl-C."""
     settings = _settings()
     url = _prepare_database(settings)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=settings.host, registry=process_default().registry)
     asyncio.run(_run_worker(settings, url))
 
 
@@ -124,9 +154,50 @@ def migrate() -> None:
 
 
 @app.command()
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would go, per table.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Purge what is past its retention window now (RELAY_RETENTION_DAYS and friends)."""
+    settings = _settings()
+    counts = asyncio.run(_purge(settings, resolve_database_url(settings), dry_run=dry_run))
+    if as_json:
+        typer.echo(json.dumps({"dry_run": dry_run, "counts": counts}))
+        return
+    typer.echo("would remove:" if dry_run else "removed:")
+    for table, count in counts.items():
+        typer.echo(f"  {table:<22}{count:>12,}")
+
+
+async def _purge(settings: Settings, url: str, *, dry_run: bool) -> dict[str, int]:
+    engine = create_engine(url, settings)
+    try:
+        purger = Purger(settings, create_session_factory(engine))
+        now = datetime.now(UTC)
+        if dry_run:
+            return await purger.preview(now=now)
+        return (await purger.purge(now=now)).removed
+    finally:
+        await engine.dispose()
+
+
+@app.command()
 def version() -> None:
     """Print the relay's version."""
     typer.echo(__version__)
+
+
+app.add_typer(client_commands.sources, name="sources")
+app.add_typer(client_commands.subscriptions, name="subscriptions")
+app.add_typer(client_commands.events, name="events")
+app.add_typer(client_commands.deliveries, name="deliveries")
+app.command("recover")(client_commands.recover)
+app.command("tail")(tail_command)
+app.command("stats")(client_commands.stats)
+app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(encryption_app, name="encryption")
 
 
 def main() -> None:

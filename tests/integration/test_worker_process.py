@@ -34,6 +34,7 @@ def worker_env(module_database_url: str, tmp_path: Path) -> dict[str, str]:
         RELAY_DATABASE_URL=module_database_url,
         RELAY_DATA_DIR=str(tmp_path / "data"),
         RELAY_ADMIN_TOKEN=ADMIN_TOKEN,
+        RELAY_ALLOWED_DESTINATION_NETWORKS="127.0.0.0/8",
         RELAY_LOG_FORMAT="json",
         RELAY_DISPATCHER_LEASE="PT3S",
         RELAY_DISPATCHER_POLL_INTERVAL="0.5",

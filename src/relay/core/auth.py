@@ -1,37 +1,50 @@
-"""The admin API's bearer-token guard."""
+"""Who may call the admin API: the bootstrap admin token, API keys, and the scope check.
+
+`require_admin` is the dependency every admin router declares. Despite its historical name it
+lets any authenticated caller through whose scope covers the matched route, as
+`relay.core.scopes.required_scope` decides from the route's method and path template.
+"""
 
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relay.core.errors import Unauthorized
+from relay.apikeys.repository import ApiKeyRepository
+from relay.apikeys.service import ApiKeyService, as_scope
+from relay.core.errors import Forbidden, Unauthorized
+from relay.core.scopes import Scope, allows, required_scope
+from relay.core.secretfile import read_or_create_owner_only
 from relay.core.settings import Settings
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of an admin request."""
+
+    name: str
+    scope: Scope
+    api_key_id: str | None
+
+
+ADMIN_TOKEN_PRINCIPAL = Principal(name="RELAY_ADMIN_TOKEN", scope="admin", api_key_id=None)
 
 
 def load_or_create_admin_token(settings: Settings) -> tuple[str, bool]:
     """Returns the admin token and whether it was generated just now."""
     if settings.admin_token is not None:
         return settings.admin_token.get_secret_value(), False
-    path = settings.data_dir / ADMIN_TOKEN_FILE
-    if path.exists():
-        return path.read_text().strip(), False
-    token = "rla_" + secrets.token_urlsafe(32)
-    _write_owner_only(path, token)
-    return token, True
-
-
-def _write_owner_only(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content + "\n")
+    return read_or_create_owner_only(
+        settings.data_dir / ADMIN_TOKEN_FILE, lambda: "rla_" + secrets.token_urlsafe(32)
+    )
 
 
 def bearer_token(request: Request) -> str | None:
@@ -44,13 +57,39 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-async def require_admin(request: Request) -> None:
+async def authenticate(request: Request) -> Principal:
     presented = bearer_token(request)
     if presented is None:
         raise Unauthorized(
-            "missing admin credentials: send 'Authorization: Bearer <RELAY_ADMIN_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
+            "missing credentials: send 'Authorization: Bearer <API key or RELAY_ADMIN_TOKEN>'",
+            headers=_CHALLENGE,
         )
-    expected: str = request.app.state.admin_token
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Unauthorized("invalid admin token", headers={"WWW-Authenticate": "Bearer"})
+    admin_token: str = request.app.state.admin_token
+    if hmac.compare_digest(presented.encode(), admin_token.encode()):
+        return ADMIN_TOKEN_PRINCIPAL
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    async with factory() as session:
+        check = await ApiKeyService(ApiKeyRepository(session)).check(
+            presented, now=datetime.now(UTC)
+        )
+        await session.commit()
+    if check.api_key is None:
+        raise Unauthorized(check.problem or "invalid token", headers=_CHALLENGE)
+    return Principal(
+        name=check.api_key.name, scope=as_scope(check.api_key.scope), api_key_id=check.api_key.id
+    )
+
+
+async def require_admin(request: Request) -> Principal:
+    """Authenticates the caller and checks its scope against the matched route."""
+    principal = await authenticate(request)
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    needed = required_scope(request.method, template if isinstance(template, str) else None)
+    if not allows(principal.scope, needed):
+        raise Forbidden(
+            f"{request.method} {template} needs the '{needed}' scope; this key has "
+            f"'{principal.scope}': use a key with the '{needed}' scope"
+        )
+    request.state.principal = principal
+    return principal

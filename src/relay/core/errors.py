@@ -12,8 +12,10 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from relay.core.crypto import EncryptionError
 from relay.core.logging import get_logger
 from relay.core.responses import JSONResponse
 
@@ -88,7 +90,9 @@ def error_response(
 
 def is_database_unavailable(exc: BaseException) -> bool:
     """True for errors that mean "the database cannot be reached", not "the query is wrong"."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    # PoolTimeout: every connection of the pool stayed busy for RELAY_DB_CONNECT_TIMEOUT; to a
+    # client that is the same "retry later" as a database that is down.
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -104,6 +108,19 @@ def is_database_unavailable(exc: BaseException) -> bool:
         return True
     cause = exc.__cause__ or exc.__context__
     return cause is not None and cause is not exc and is_database_unavailable(cause)
+
+
+def rejected_value(exc: BaseException) -> asyncpg.exceptions.DataError | None:
+    """PostgreSQL's refusal of a value a client sent (a NUL character in a text, a number out of
+    range), found anywhere in the cause chain; None for any other error."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, asyncpg.exceptions.DataError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -142,11 +159,26 @@ def install_error_handlers(app: FastAPI) -> None:
                 "the database is unavailable; retry later",
                 headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
             )
+        refused = rejected_value(exc)
+        if refused is not None:
+            log.info("value_refused_by_database", path=request.url.path, error=str(refused))
+            return error_response(
+                422,
+                "invalid",
+                f"a value in the request cannot be stored or searched for: {refused}; "
+                "remove NUL characters and keep numbers and dates within range",
+            )
         log.exception("unhandled_error", path=request.url.path)
         return error_response(500, "internal_error", "internal error; see the relay's log")
 
+    @app.exception_handler(EncryptionError)
+    async def _encryption_error(request: Request, exc: EncryptionError) -> JSONResponse:
+        # The operator's to fix, not the caller's; the message names no secret.
+        log.error("encryption_error", path=request.url.path, error=str(exc))
+        return error_response(500, "encryption_error", str(exc))
+
     # Registered per class so the exception stops here; a handler for bare Exception runs in
     # Starlette's outermost middleware, which re-raises to the server after answering.
-    for database_error in (DBAPIError, OSError, TimeoutError, asyncpg.PostgresError):
+    for database_error in (DBAPIError, PoolTimeout, OSError, TimeoutError, asyncpg.PostgresError):
         app.add_exception_handler(database_error, _database_or_internal)
     app.add_exception_handler(Exception, _database_or_internal)

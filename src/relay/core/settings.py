@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -76,6 +76,34 @@ class Settings(BaseSettings):
         description="Deepest JSON nesting accepted in a webhook body (at most 200: the stored "
         "envelope wraps the body in a few more levels, and the JSON encoder stops at 254).",
     )
+    request_head_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a request's line and headers before `relay "
+        "serve` closes the connection (slow-loris clients).",
+    )
+    request_body_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client has to send a webhook's whole body; slower ones get 408.",
+    )
+    max_header_count: int = Field(
+        100,
+        ge=10,
+        description="Most headers one request may carry; more get 431 and the connection closes.",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=4096,
+        description="Largest request line plus headers, in bytes; larger get 431 and the "
+        "connection closes.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Open connections one `relay serve` process accepts at once; beyond it, new "
+        "requests get 503.",
+    )
     oauth_token_ttl: timedelta = Field(
         timedelta(hours=1),
         description="Default lifetime of bearer tokens issued by /ingest/{slug}/oauth/token.",
@@ -123,6 +151,80 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds to let in-flight deliveries finish on SIGTERM before releasing them.",
     )
+    job_batch_size: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="Rows a recover or replay job handles per transaction.",
+    )
+    job_max_backlog: int = Field(
+        1000,
+        ge=1,
+        description="A recover or replay job waits while this many of the deliveries it feeds "
+        "are already due and unsent, so live traffic never queues behind a whole backlog.",
+    )
+    job_lease: timedelta = Field(
+        timedelta(seconds=60),
+        description="How long a running job stays reserved for its worker without progress; "
+        "after that another worker resumes it from its last batch.",
+    )
+    job_poll_interval: float = Field(
+        2.0, gt=0, description="Seconds between looks for queued recover and replay jobs."
+    )
+    retention_days: int = Field(
+        30,
+        ge=1,
+        description="Events (with their deliveries and attempts) and inbound request logs older "
+        "than this are purged.",
+    )
+    attempt_body_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Subscriber response bodies kept in the attempt log are cleared after this "
+        "many days. Unset: RELAY_RETENTION_DAYS.",
+    )
+    dedupe_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Dedupe keys are kept this long, so a vendor's late retry is still a "
+        "duplicate after its event was purged. Unset: RELAY_RETENTION_DAYS.",
+    )
+    retention_interval: timedelta = Field(
+        timedelta(hours=1),
+        description="How often each dispatcher process runs the retention purge.",
+    )
+    retention_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Rows deleted per statement by the retention purge."
+    )
+    metrics_public: bool = Field(
+        False,
+        description="Serve GET /metrics without the admin token (for a scraper on a private "
+        "network).",
+    )
+
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet keys that encrypt source credentials and subscription secrets in "
+        "the database, comma-separated, newest first: the first encrypts, all decrypt. Unset: "
+        "generated once into RELAY_DATA_DIR/encryption-key; required when RELAY_ENV=production.",
+    )
+    allowed_destination_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDR networks subscriber URLs may reach although they are "
+        "not public (e.g. 127.0.0.0/8 for local development). Empty: public addresses only.",
+    )
+    allow_http_destinations: bool = Field(
+        False,
+        description="In production, also allow http:// subscriber URLs (only https:// otherwise; "
+        "development always allows both).",
+    )
+
+    @field_validator("allowed_destination_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from relay.core.crypto import install_from_settings
 from relay.core.settings import Settings
 from relay.db.embedded import start_embedded_postgres
 
@@ -28,6 +29,8 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    # The encrypted columns read the process's keyring; nothing reaches them without an engine.
+    install_from_settings(settings)
     return create_async_engine(
         asyncpg_url(url),
         pool_size=settings.db_pool_size,

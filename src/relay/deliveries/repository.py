@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import DateTime, String, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relay.core.crypto import EncryptedText
 from relay.deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 
 NOTIFY_CHANNEL = "relay_deliveries"
@@ -56,7 +57,7 @@ _CLAIM = text(
               s.retry_schedule, s.max_concurrency, s.rate_limit_per_second,
               s.active, s.state, s.deleted_at, s.breaker_open_until
     """
-)
+).columns(secret=EncryptedText(), previous_secret=EncryptedText())
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +238,115 @@ class DeliveryRepository:
         delivery.completed_at = None
         delivery.updated_at = now
         await self.session.flush()
+
+    async def count_failed(
+        self, subscription_id: str, *, since: datetime, until: datetime | None
+    ) -> int:
+        query = (
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.subscription_id == subscription_id,
+                Delivery.status == DeliveryStatus.FAILED,
+                Delivery.created_at >= since,
+            )
+        )
+        if until is not None:
+            query = query.where(Delivery.created_at < until)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def requeue_failed(
+        self,
+        subscription_id: str,
+        *,
+        since: datetime,
+        until: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        now: datetime,
+    ) -> Sequence[tuple[datetime, str]]:
+        """Puts the next `limit` failed deliveries of the window back in the queue, due now;
+        returns their (created_at, id) in order, the keyset position for the next batch.
+
+        Rows another transaction holds (a hand retry, another recovery, the retention purge
+        deleting their event) are skipped rather than waited for.
+        """
+        result = await self.session.execute(
+            _REQUEUE_FAILED,
+            {
+                "subscription_id": subscription_id,
+                "since": since,
+                "until": until,
+                "after_at": after[0] if after else None,
+                "after_id": after[1] if after else None,
+                "limit": limit,
+                "now": now,
+            },
+        )
+        return sorted((row.created_at, row.id) for row in result)
+
+    async def due_backlog(self, *, subscription_id: str | None, cap: int) -> int:
+        """Pending deliveries due now or within seconds that no worker holds yet, counted up
+        to `cap`: what live traffic would queue behind. Per subscription, or all of them."""
+        if subscription_id is None:
+            result = await self.session.execute(_BACKLOG, {"cap": cap})
+        else:
+            result = await self.session.execute(
+                _SUBSCRIPTION_BACKLOG, {"subscription_id": subscription_id, "cap": cap}
+            )
+        return int(result.scalar_one())
+
+
+_REQUEUE_FAILED = text(
+    """
+    WITH picked AS (
+        SELECT d.id
+        FROM deliveries AS d
+        JOIN events AS e ON e.id = d.event_id
+        WHERE d.subscription_id = :subscription_id
+          AND d.status = 'failed'
+          AND d.created_at >= :since
+          AND (CAST(:until AS timestamptz) IS NULL OR d.created_at < :until)
+          AND (CAST(:after_id AS text) IS NULL OR (d.created_at, d.id) > (:after_at, :after_id))
+        ORDER BY d.created_at, d.id
+        LIMIT :limit
+        FOR UPDATE OF d SKIP LOCKED
+        FOR KEY SHARE OF e SKIP LOCKED
+    )
+    UPDATE deliveries AS d
+    SET status = 'pending', held = false, next_attempt_at = :now, locked_by = NULL,
+        locked_until = NULL, completed_at = NULL, updated_at = :now
+    FROM picked
+    WHERE d.id = picked.id
+    RETURNING d.id, d.created_at
+    """
+).bindparams(
+    bindparam("since", type_=DateTime(timezone=True)),
+    bindparam("until", type_=DateTime(timezone=True)),
+    bindparam("after_at", type_=DateTime(timezone=True)),
+    bindparam("after_id", type_=String()),
+    bindparam("now", type_=DateTime(timezone=True)),
+)
+
+# Rows a worker claimed are not counted (the claim moves next_attempt_at to the lease's end);
+# rows given back by a saturated subscription are (they come back due a second later).
+_SUBSCRIPTION_BACKLOG = text(
+    """
+    SELECT count(*) FROM (
+        SELECT 1 FROM deliveries
+        WHERE subscription_id = :subscription_id AND status = 'pending' AND NOT held
+          AND next_attempt_at <= now() + interval '5 seconds'
+        LIMIT :cap
+    ) AS due
+    """
+)
+
+_BACKLOG = text(
+    """
+    SELECT count(*) FROM (
+        SELECT 1 FROM deliveries
+        WHERE status = 'pending' AND NOT held AND next_attempt_at <= now() + interval '5 seconds'
+        LIMIT :cap
+    ) AS due
+    """
+)

@@ -7,13 +7,13 @@ How each answer is treated:
   (malformed, bad signature, no such endpoint, unprocessable), and the same bytes sent later get
   the same answer. RouteStripe, one of the vendors, treats the first four as final too.
 - 410: the subscriber asks to be removed (Standard Webhooks); the subscription is disabled.
-- Everything else is retried on the schedule: no answer at all (timeout, connection error),
-  408, 409, 425, 429, every 5xx, every 3xx (redirects are not followed, see sender.py) and the
-  remaining 4xx such as 405, 413 or 415. Those usually come from a proxy, a gateway or a
-  half-finished deploy in front of the receiver rather than from the receiver judging the event,
-  and they go away once that is fixed; receivers built for Svix or other Standard Webhooks
-  senders, which retry every non-2xx answer, expect that. A needless retry costs a few requests;
-  a wrong give-up loses the event.
+- Everything else is retried on the schedule: no answer at all (timeout, connection error, a
+  destination refused by core/netguard.py), 408, 409, 425, 429, every 5xx, every 3xx
+  (redirects are not followed, see sender.py) and the remaining 4xx such as 405, 413 or 415.
+  Those usually come from a proxy, a gateway or a half-finished deploy in front of the
+  receiver rather than from the receiver judging the event, and they go away once that is
+  fixed; receivers built for Svix or other Standard Webhooks senders, which retry every non-2xx
+  answer, expect that. A needless retry costs a few requests; a wrong give-up loses the event.
 
 A schedule lists the delay before each retry: after attempt k fails, attempt k + 1 comes
 `schedule[k - 1]` seconds later, so the default schedule makes 10 attempts over about three

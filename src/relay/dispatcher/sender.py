@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 import httpx
 
 from relay import __version__
+from relay.core.netguard import DestinationBlocked, DestinationPolicy, Resolver, system_resolver
 from relay.dispatcher.signing import sign
+from relay.dispatcher.transport import GuardedTransport
 
 RESPONSE_BODY_LIMIT = 16 * 1024
 USER_AGENT = f"relay/{__version__}"
@@ -55,6 +57,9 @@ def build_headers(delivery: OutgoingDelivery, *, timestamp: int) -> dict[str, st
     headers.update(
         {
             "content-type": "application/json",
+            # Only the first RESPONSE_BODY_LIMIT bytes of the answer are read; a compressed
+            # answer could expand to far more than that from one network read.
+            "accept-encoding": "identity",
             "user-agent": USER_AGENT,
             "webhook-id": delivery.event_id,
             "webhook-timestamp": str(timestamp),
@@ -76,14 +81,19 @@ def _excerpt(raw: bytes) -> str:
     return raw[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace").replace("\x00", "")
 
 
-def create_client(*, max_connections: int) -> httpx.AsyncClient:
+def create_client(
+    *, max_connections: int, policy: DestinationPolicy, resolver: Resolver = system_resolver
+) -> httpx.AsyncClient:
+    """The client deliveries go out with: only to destinations `policy` allows, each
+    connection pinned to the address that was checked (see transport.py)."""
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     # Redirects are never followed: a 3xx is the subscriber's answer, and following it would
     # send the signed body somewhere nobody subscribed.
     return httpx.AsyncClient(
+        transport=GuardedTransport(policy, limits=limits, resolver=resolver),
         follow_redirects=False,
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
         trust_env=False,
     )
 
@@ -115,10 +125,12 @@ async def send(
             ) as response:
                 status_code = response.status_code
                 response_headers = dict(response.headers)
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     body += chunk
                     if len(body) >= RESPONSE_BODY_LIMIT:
                         break
+    except DestinationBlocked as exc:
+        error_class, error_message = "destination_blocked", str(exc)
     except TimeoutError:
         error_class, error_message = "timeout", f"no complete answer within {attempt_timeout:g} s"
     except httpx.TimeoutException as exc:

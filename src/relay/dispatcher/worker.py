@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relay.core.errors import is_database_unavailable
 from relay.core.ids import new_id
 from relay.core.logging import get_logger, redact
+from relay.core.netguard import DestinationPolicy
 from relay.core.settings import Settings
 from relay.deliveries.models import DeliveryStatus
 from relay.deliveries.repository import ClaimedDelivery, DeliveryRepository
@@ -38,6 +39,9 @@ from relay.dispatcher.sender import (
     send,
     signing_secrets,
 )
+from relay.jobs.runner import JobRunner
+from relay.observability import metrics
+from relay.retention.service import Purger
 
 log = get_logger(__name__)
 
@@ -83,7 +87,10 @@ class Dispatcher:
         self.database_url = database_url
         self.name = name or worker_name()
         self.clock = clock
-        self.client = client or create_client(max_connections=settings.dispatcher_concurrency)
+        self.client = client or create_client(
+            max_connections=settings.dispatcher_concurrency,
+            policy=DestinationPolicy.from_settings(settings),
+        )
         self.policy = BreakerPolicy(
             failures=settings.breaker_failures,
             probe_interval=settings.breaker_probe_interval,
@@ -105,13 +112,26 @@ class Dispatcher:
         listener = NotificationListener(self.database_url, self.wake)
         listen_task = asyncio.create_task(listener.run(), name="relay-listener")
         probe_task = asyncio.create_task(self._probe_loop(), name="relay-probes")
+        # Recovery and replay jobs, and the retention purge, run wherever a dispatcher runs.
+        background = [
+            asyncio.create_task(
+                JobRunner(self.settings, self.session_factory, worker=self.name).run(),
+                name="relay-jobs",
+            ),
+            asyncio.create_task(
+                Purger(self.settings, self.session_factory).run_periodically(),
+                name="relay-retention",
+            ),
+        ]
         log.info("dispatcher_started", worker=self.name)
         try:
             await self._claim_loop()
         finally:
             listen_task.cancel()
             probe_task.cancel()
-            await asyncio.gather(listen_task, probe_task, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(listen_task, probe_task, *background, return_exceptions=True)
             await self._shutdown()
             await self.client.aclose()
             log.info("dispatcher_stopped", worker=self.name, delivered=self.delivered)
@@ -278,6 +298,13 @@ class Dispatcher:
                     claimed.subscription_id, reason=decision.reason, now=now
                 )
             await session.commit()
+        metrics.current().attempt(
+            outcome=status,
+            status_code=result.status_code,
+            duration_ms=result.duration_ms,
+            received_at=claimed.event_received_at,
+            finished_at=now,
+        )
         if succeeded:
             self.delivered += 1
         elif decision.next_attempt_at is not None:

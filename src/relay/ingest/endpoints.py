@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from datetime import UTC, datetime
@@ -9,20 +10,29 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from relay.core.auth import require_admin
 from relay.core.errors import NotFound, error_response
+from relay.core.logging import get_logger
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.core.responses import JSONResponse
 from relay.core.settings import Settings
 from relay.db.session import DbSession
+from relay.ingest.limits import limiter_of
 from relay.ingest.models import RequestLog
 from relay.ingest.repository import RequestLogRepository
 from relay.ingest.service import IncomingWebhook, IngestService, Verdict
+from relay.observability import metrics
 from relay.sources.repository import SourceRepository
 from relay.sources.service import verification_of
 from relay.verification.schemes import OAuth2Verification
 from relay.verification.verify import check_client_credentials, issue_oauth_token
+
+log = get_logger(__name__)
+
+# The metrics verdict of a request refused by its source's rate limit; it has no request log row.
+RATE_LIMITED = "rate_limited"
 
 router = APIRouter(tags=["ingest"])
 admin_router = APIRouter(
@@ -35,7 +45,9 @@ class BodyTooLarge(Exception):
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """Reads the body, giving up as soon as it passes `limit` bytes, before it is all sent."""
+    """Reads the body, giving up as soon as it passes `limit` bytes, before it is all sent.
+
+    Raises BodyTooLarge, or starlette's ClientDisconnect when the client goes away first."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
@@ -60,7 +72,9 @@ def _remote_addr(request: Request) -> str | None:
         401: {"description": "bad or missing credentials"},
         403: {"description": "source inactive"},
         404: {"description": "unknown slug"},
+        408: {"description": "body not received within RELAY_REQUEST_BODY_TIMEOUT"},
         413: {"description": "body too large"},
+        429: {"description": "the source's rate_limit_per_second is exceeded; see Retry-After"},
         400: {"description": "body is not JSON the vendor adapter understands"},
         503: {"description": "database unavailable; retry"},
     },
@@ -88,14 +102,37 @@ async def ingest_webhook(slug: str, request: Request, session: DbSession) -> JSO
         await session.commit()
         return error_response(403, "source_inactive", f"source '{slug}' is inactive")
 
+    # Checked before the body is read, and refused without a write: a flood must not turn into
+    # as many inserts into the request log, which would load the database every source shares.
+    retry_after = limiter_of(request.app.state).retry_after(source.id, source.rate_limit_per_second)
+    if retry_after:
+        metrics.current().inbound_request(
+            source=source.slug, vendor=source.vendor, verdict=RATE_LIMITED
+        )
+        reason = f"rate limit of {source.rate_limit_per_second:g} requests per second exceeded"
+        return error_response(
+            429, "rate_limited", reason, headers={"Retry-After": str(retry_after)}
+        )
+
+    # The source lookup's transaction ends here, so no database connection is held while a
+    # slow client sends its body.
+    await session.commit()
     limit = settings.max_body_bytes
     try:
-        webhook.body = await read_body(request, limit)
+        async with asyncio.timeout(settings.request_body_timeout):
+            webhook.body = await read_body(request, limit)
     except BodyTooLarge:
         reason = f"body is larger than the limit of {limit} bytes"
         await service.record_rejection(webhook, source, status_code=413, reason=reason)
         await session.commit()
         return error_response(413, "body_too_large", reason)
+    except TimeoutError:
+        reason = f"body not received within {settings.request_body_timeout:g} s"
+        await service.record_rejection(webhook, source, status_code=408, reason=reason)
+        await session.commit()
+        return error_response(408, "request_timeout", reason, headers={"Connection": "close"})
+    except ClientDisconnect:
+        return _client_went_away(slug)
 
     outcome = await service.ingest(webhook, source)
     # The answer leaves only after the request, its events and their deliveries are durable.
@@ -113,6 +150,13 @@ async def ingest_webhook(slug: str, request: Request, session: DbSession) -> JSO
             **({"ping": True} if outcome.verdict == Verdict.PING else {}),
         }
     )
+
+
+def _client_went_away(slug: str) -> JSONResponse:
+    # Nothing was stored and no one is left to read an answer; the vendor retries what it did
+    # not see acknowledged. A log line, not a traceback: it is the client's doing, not a fault.
+    log.info("ingest_client_disconnected", source=slug)
+    return error_response(400, "client_disconnected", "the client closed the connection mid-body")
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
@@ -167,7 +211,16 @@ async def issue_token(slug: str, request: Request, session: DbSession) -> JSONRe
         )
     if not source.active:
         return _oauth_error(403, "unauthorized_client", f"source '{slug}' is inactive")
-    body = await read_body(request, 64 * 1024)
+    limit = 64 * 1024
+    try:
+        async with asyncio.timeout(request.app.state.settings.request_body_timeout):
+            body = await read_body(request, limit)
+    except BodyTooLarge:
+        return _oauth_error(413, "invalid_request", f"body is larger than {limit} bytes")
+    except TimeoutError:
+        return _oauth_error(408, "invalid_request", "body not received in time")
+    except ClientDisconnect:
+        return _client_went_away(slug)
     fields = _token_request_fields(request, body)
     if fields.get("grant_type") != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "grant_type must be client_credentials")

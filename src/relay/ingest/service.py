@@ -21,6 +21,7 @@ from relay.events.envelope import build_envelope
 from relay.events.repository import EventRepository
 from relay.ingest.models import RequestLog
 from relay.ingest.repository import RequestLogRepository
+from relay.observability import metrics
 from relay.sources.models import Source
 from relay.sources.service import overrides_of, verification_of
 from relay.vendors.base import InboundRequest, NormalizedEvent, ParsedWebhook, PayloadError
@@ -93,6 +94,7 @@ class IngestService:
         self._log_row(webhook, source, verdict=verdict, reason=reason, status_code=status_code)
         await self.session.flush()
         log.info("ingest_rejected", source=source.slug, reason=reason, status=status_code)
+        metrics.current().inbound_request(source=source.slug, vendor=source.vendor, verdict=verdict)
         return IngestOutcome(status_code=status_code, verdict=verdict, reason=reason)
 
     async def ingest(self, webhook: IncomingWebhook, source: Source) -> IngestOutcome:
@@ -129,6 +131,9 @@ class IngestService:
             )
             await self.session.flush()
             log.info("ingest_invalid", source=source.slug, reason=str(exc))
+            metrics.current().inbound_request(
+                source=source.slug, vendor=source.vendor, verdict=Verdict.INVALID
+            )
             return IngestOutcome(status_code=400, verdict=Verdict.INVALID, reason=str(exc))
 
         if parsed.kind == "ping":
@@ -142,6 +147,9 @@ class IngestService:
             )
             await self.session.flush()
             log.info("ingest_ping", source=source.slug)
+            metrics.current().inbound_request(
+                source=source.slug, vendor=source.vendor, verdict=Verdict.PING
+            )
             return IngestOutcome(status_code=200, verdict=Verdict.PING, reason="ping")
 
         return await self._store(webhook, source, parsed)
@@ -217,6 +225,10 @@ class IngestService:
             deliveries=deliveries,
             event_ids=event_ids,
         )
+        metrics.current().inbound_request(
+            source=source.slug, vendor=source.vendor, verdict=row.verdict
+        )
+        metrics.current().stored_events(event_rows)
         return IngestOutcome(
             status_code=200,
             verdict=row.verdict,

@@ -6,6 +6,7 @@ from sqlalchemy import Boolean, Float, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from relay.core.crypto import EncryptedJSON
 from relay.db.base import Base, TimestampMixin
 
 
@@ -19,7 +20,8 @@ class Source(TimestampMixin, Base):
     vendor: Mapped[str] = mapped_column(String(32), nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
-    verification: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # Encrypted whole: every scheme's credentials sit somewhere in it.
+    verification: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, nullable=False)
     mapping: Mapped[dict[str, Any]] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )

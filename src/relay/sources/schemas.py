@@ -61,7 +61,13 @@ class SourceCreate(BaseModel):
     description: str = Field("", max_length=2000)
     active: bool = True
     mapping: MappingConfig = Field(default_factory=MappingConfig)
-    rate_limit_per_second: float | None = Field(None, gt=0)
+    rate_limit_per_second: float | None = Field(
+        None,
+        ge=0.01,
+        le=100_000,
+        description="Most webhooks a second this source may post (per `relay serve` process); "
+        "beyond it the relay answers 429 with Retry-After. null for no limit.",
+    )
 
 
 class SourceUpdate(BaseModel):
@@ -80,7 +86,13 @@ class SourceUpdate(BaseModel):
     description: str | None = Field(None, max_length=2000)
     active: bool | None = None
     mapping: MappingConfig | None = None
-    rate_limit_per_second: float | None = Field(None, gt=0)
+    rate_limit_per_second: float | None = Field(
+        None,
+        ge=0.01,
+        le=100_000,
+        description="Most webhooks a second this source may post (per `relay serve` process); "
+        "beyond it the relay answers 429 with Retry-After. null for no limit.",
+    )
 
 
 class SourceOut(BaseModel):

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
+
+from relay.core.netguard import (
+    DestinationBlocked,
+    DestinationPolicy,
+    Resolver,
+    canonical_literal,
+    checked_addresses,
+    literal_address,
+    system_resolver,
+)
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 # Headers the relay sets itself; a subscription may not replace them, or signatures and
@@ -12,6 +23,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 RESERVED_HEADERS = frozenset(
     {
         "host",
+        "accept-encoding",
         "content-length",
         "content-type",
         "transfer-encoding",
@@ -39,7 +51,60 @@ def validate_url(url: str) -> str:
         raise ValueError("url must not contain credentials; put them in the subscription's headers")
     if parsed.fragment:
         raise ValueError("url must not contain a #fragment")
+    if "%" in parsed.host:
+        raise ValueError(
+            "url host must not contain '%' (percent-encoding or an IPv6 zone id); write the "
+            "host name or address plainly"
+        )
     return url
+
+
+# A slow resolver must not hold the admin request; the check at send time still applies.
+RESOLVE_TIMEOUT = 5.0
+
+
+class DestinationChecker:
+    """Checks a subscriber URL against the destination policy when it is created or changed.
+
+    The host is resolved through the event loop and every address it gives must be allowed. A
+    name that does not resolve (yet) is accepted: the same check runs again, authoritatively,
+    each time a delivery connects, so this one only gives early feedback.
+    """
+
+    def __init__(
+        self,
+        policy: DestinationPolicy,
+        *,
+        resolver: Resolver = system_resolver,
+        resolve_timeout: float = RESOLVE_TIMEOUT,
+    ) -> None:
+        self.policy = policy
+        self.resolver = resolver
+        self.resolve_timeout = resolve_timeout
+
+    async def check(self, url: str) -> str:
+        """Returns `url` if it may be delivered to; raises ValueError saying why not."""
+        parsed = httpx.URL(validate_url(url))
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            self.policy.check_scheme(parsed.scheme)
+            async with asyncio.timeout(self.resolve_timeout):
+                await checked_addresses(
+                    parsed.host, port, policy=self.policy, resolver=self.resolver
+                )
+        except DestinationBlocked as exc:
+            raise ValueError(str(exc)) from exc
+        except (OSError, TimeoutError):
+            # Unresolvable for now: accepted, the check at send time decides (see above).
+            pass
+        # Checked after the policy so that an internal address is reported as such. Resolvers
+        # and URL parsers disagree on these notations, so none is stored.
+        if not canonical_literal(parsed.host):
+            raise ValueError(
+                f"url host '{parsed.host}' is the address {literal_address(parsed.host)} in an "
+                "unusual notation; write it as that dotted-decimal address"
+            )
+        return url
 
 
 def validate_headers(headers: dict[str, str]) -> dict[str, str]:

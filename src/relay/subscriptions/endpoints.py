@@ -7,9 +7,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from relay.core.auth import require_admin
+from relay.core.netguard import DestinationPolicy
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.core.settings import Settings
 from relay.db.session import DbSession
+from relay.subscriptions.destinations import DestinationChecker
 from relay.subscriptions.repository import SubscriptionRepository
 from relay.subscriptions.schemas import (
     SecretOut,
@@ -25,22 +27,32 @@ router = APIRouter(
 )
 
 
-def _service(session: DbSession) -> SubscriptionService:
-    return SubscriptionService(SubscriptionRepository(session))
+def _service(session: DbSession, request: Request) -> SubscriptionService:
+    settings: Settings = request.app.state.settings
+    return SubscriptionService(
+        SubscriptionRepository(session),
+        DestinationChecker(DestinationPolicy.from_settings(settings)),
+    )
 
 
 @router.post("", status_code=201, response_model=SubscriptionOut)
-async def create_subscription(payload: SubscriptionCreate, session: DbSession) -> SubscriptionOut:
-    subscription = await _service(session).create(payload)
+async def create_subscription(
+    payload: SubscriptionCreate, request: Request, session: DbSession
+) -> SubscriptionOut:
+    subscription = await _service(session, request).create(payload)
     await session.commit()
     return to_out(subscription, reveal_secret=True)
 
 
 @router.get("", response_model=Page[SubscriptionOut])
 async def list_subscriptions(
-    session: DbSession, limit: LimitQuery = DEFAULT_LIMIT, cursor: CursorQuery = None
+    request: Request,
+    session: DbSession,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
 ) -> Page[SubscriptionOut]:
-    subscriptions = await _service(session).list(limit=limit, cursor=checked_cursor(cursor))
+    service = _service(session, request)
+    subscriptions = await service.list(limit=limit, cursor=checked_cursor(cursor))
     return Page[SubscriptionOut](
         data=[to_out(subscription) for subscription in subscriptions],
         next_cursor=subscriptions[-1].id if len(subscriptions) == limit else None,
@@ -48,22 +60,27 @@ async def list_subscriptions(
 
 
 @router.get("/{subscription_id}", response_model=SubscriptionOut)
-async def get_subscription(subscription_id: str, session: DbSession) -> SubscriptionOut:
-    return to_out(await _service(session).get(subscription_id))
+async def get_subscription(
+    subscription_id: str, request: Request, session: DbSession
+) -> SubscriptionOut:
+    return to_out(await _service(session, request).get(subscription_id))
 
 
 @router.patch("/{subscription_id}", response_model=SubscriptionOut)
 async def update_subscription(
-    subscription_id: str, payload: SubscriptionUpdate, session: DbSession
+    subscription_id: str, payload: SubscriptionUpdate, request: Request, session: DbSession
 ) -> SubscriptionOut:
-    subscription = await _service(session).update(subscription_id, payload, now=datetime.now(UTC))
+    service = _service(session, request)
+    subscription = await service.update(subscription_id, payload, now=datetime.now(UTC))
     await session.commit()
     return to_out(subscription)
 
 
 @router.delete("/{subscription_id}", status_code=204)
-async def delete_subscription(subscription_id: str, session: DbSession) -> Response:
-    await _service(session).delete(subscription_id, now=datetime.now(UTC))
+async def delete_subscription(
+    subscription_id: str, request: Request, session: DbSession
+) -> Response:
+    await _service(session, request).delete(subscription_id, now=datetime.now(UTC))
     await session.commit()
     return Response(status_code=204)
 
@@ -72,7 +89,7 @@ async def delete_subscription(subscription_id: str, session: DbSession) -> Respo
 async def rotate_secret(subscription_id: str, request: Request, session: DbSession) -> SecretOut:
     settings: Settings = request.app.state.settings
     now = datetime.now(UTC)
-    subscription = await _service(session).rotate_secret(
+    subscription = await _service(session, request).rotate_secret(
         subscription_id, now=now, overlap_until=now + settings.secret_rotation_overlap
     )
     await session.commit()
@@ -89,7 +106,7 @@ async def test_subscription(
 ) -> TestDeliveryOut:
     settings: Settings = request.app.state.settings
     client: httpx.AsyncClient = request.app.state.http_client
-    return await _service(session).send_test(
+    return await _service(session, request).send_test(
         subscription_id,
         client=client,
         attempt_timeout=settings.delivery_timeout,

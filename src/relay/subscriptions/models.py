@@ -7,6 +7,7 @@ from sqlalchemy import Boolean, Float, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from relay.core.crypto import EncryptedText
 from relay.db.base import Base, TimestampMixin
 
 
@@ -46,8 +47,8 @@ class Subscription(TimestampMixin, Base):
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     state: Mapped[str] = mapped_column(String(16), nullable=False, server_default="active")
     state_reason: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
-    secret: Mapped[str] = mapped_column(Text, nullable=False)
-    previous_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    secret: Mapped[str] = mapped_column(EncryptedText, nullable=False)
+    previous_secret: Mapped[str | None] = mapped_column(EncryptedText, nullable=True)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     failing_since: Mapped[datetime | None] = mapped_column(nullable=True)

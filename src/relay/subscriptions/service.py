@@ -13,7 +13,7 @@ from relay.dispatcher.retry import validate_schedule
 from relay.dispatcher.sender import OutgoingDelivery, send, signing_secrets
 from relay.dispatcher.signing import generate_secret, mask_secret
 from relay.events.envelope import ping_envelope
-from relay.subscriptions.destinations import validate_headers, validate_url
+from relay.subscriptions.destinations import DestinationChecker, validate_headers
 from relay.subscriptions.filters import FilterError, validate_event_types, validate_filter
 from relay.subscriptions.models import Subscription, SubscriptionState
 from relay.subscriptions.repository import SubscriptionRepository
@@ -84,13 +84,22 @@ def _check_filter(spec: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class SubscriptionService:
-    def __init__(self, repository: SubscriptionRepository) -> None:
+    def __init__(
+        self, repository: SubscriptionRepository, destinations: DestinationChecker
+    ) -> None:
         self.repository = repository
+        self.destinations = destinations
+
+    async def _checked_url(self, url: str) -> str:
+        try:
+            return await self.destinations.check(url)
+        except ValueError as exc:
+            raise Invalid(f"url: {exc}") from exc
 
     async def create(self, payload: SubscriptionCreate) -> Subscription:
         subscription = Subscription(
             id=new_id("sub"),
-            url=_checked("url", validate_url, payload.url),
+            url=await self._checked_url(payload.url),
             event_types=_checked("event_types", validate_event_types, payload.event_types),
             vendors=_check_vendors(payload.vendors),
             source_ids=payload.source_ids or None,
@@ -125,7 +134,7 @@ class SubscriptionService:
         subscription = await self.get(subscription_id)
         given = payload.model_fields_set
         if payload.url is not None:
-            subscription.url = _checked("url", validate_url, payload.url)
+            subscription.url = await self._checked_url(payload.url)
         if payload.event_types is not None:
             subscription.event_types = _checked(
                 "event_types", validate_event_types, payload.event_types

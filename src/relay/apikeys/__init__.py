@@ -1,0 +1,1 @@
+"""API keys for the admin API: scoped, stored hashed, revocable."""

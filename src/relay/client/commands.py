@@ -1,0 +1,524 @@
+"""`relay sources|subscriptions|events|deliveries|recover|stats`: the REST API from a terminal."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.json import JSON
+
+from relay.client.http import ApiError, RelayClient, parse_moment
+from relay.client.jobs import wait_for_job
+from relay.client.options import (
+    DEFAULT,
+    CursorOption,
+    JsonOption,
+    LimitOption,
+    TokenOption,
+    UrlOption,
+    connect,
+    fail,
+    one_line_errors,
+)
+from relay.client.render import console, details, page_hint, print_json, show, table
+
+sources = typer.Typer(help="Sources: where vendors post webhooks.", no_args_is_help=True)
+subscriptions = typer.Typer(help="Subscriptions: where events go.", no_args_is_help=True)
+events = typer.Typer(help="Events the relay received, and replaying them.", no_args_is_help=True)
+deliveries = typer.Typer(help="Deliveries of events to subscriptions.", no_args_is_help=True)
+
+
+def _json_object(option: str, value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise ApiError(f'{option} must be a JSON object, e.g. \'{{"type": "hmac"}}\'') from None
+    if not isinstance(parsed, dict):
+        raise ApiError(f'{option} must be a JSON object, e.g. \'{{"type": "hmac"}}\'')
+    return parsed
+
+
+def _moment(value: str | None) -> str | None:
+    return None if value is None else parse_moment(value)
+
+
+# Sources
+
+_SOURCE_COLUMNS = (
+    ("ID", lambda s: s["id"]),
+    ("SLUG", lambda s: s["slug"]),
+    ("VENDOR", lambda s: s["vendor"]),
+    ("ACTIVE", lambda s: s["active"]),
+    ("VERIFICATION", lambda s: (s["verification"].get("current") or {}).get("type")),
+    ("INGEST PATH", lambda s: s["ingest_path"]),
+)
+
+
+@sources.command("list")
+@one_line_errors
+def sources_list(
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+) -> None:
+    """List sources, newest first."""
+    with connect(url, token) as client:
+        page = client.get("/v1/sources", limit=limit, cursor=cursor)
+    show(page, as_json, lambda: table(page["data"], _SOURCE_COLUMNS))
+    if not as_json:
+        page_hint(page)
+
+
+@sources.command("create")
+@one_line_errors
+def sources_create(
+    slug: Annotated[str, typer.Option(help="URL-safe name: vendors post to /ingest/SLUG.")],
+    vendor: Annotated[str, typer.Option(help="routigo, antsroute, bringg or routestripe.")],
+    verification: Annotated[
+        str | None,
+        typer.Option(help='JSON, e.g. \'{"type": "hmac", "secret": "..."}\'; vendor default.'),
+    ] = None,
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+    inactive: Annotated[bool, typer.Option("--inactive", help="Create it switched off.")] = False,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a source."""
+    body: dict[str, Any] = {
+        "slug": slug,
+        "vendor": vendor,
+        "description": description,
+        "active": not inactive,
+    }
+    parsed = _json_object("--verification", verification)
+    if parsed is not None:
+        body["verification"] = parsed
+    with connect(url, token) as client:
+        source = client.post("/v1/sources", body)
+    show(source, as_json, lambda: details(source, title="source created"))
+
+
+@sources.command("show")
+@one_line_errors
+def sources_show(
+    source_id: Annotated[str, typer.Argument(help="Source id.")],
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one source."""
+    with connect(url, token) as client:
+        source = client.get(f"/v1/sources/{source_id}")
+    show(source, as_json, lambda: details(source))
+
+
+@sources.command("delete")
+@one_line_errors
+def sources_delete(
+    source_id: Annotated[str, typer.Argument(help="Source id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a source, with its events and their deliveries."""
+    if not yes and not typer.confirm(f"delete source {source_id} and all its events?"):
+        raise fail("not deleted")
+    with connect(url, token) as client:
+        client.delete(f"/v1/sources/{source_id}")
+    show({"deleted": source_id}, as_json, lambda: f"deleted source {source_id}")
+
+
+# Subscriptions
+
+_SUBSCRIPTION_COLUMNS = (
+    ("ID", lambda s: s["id"]),
+    ("URL", lambda s: s["url"]),
+    ("EVENT TYPES", lambda s: s["event_types"]),
+    ("ACTIVE", lambda s: s["active"]),
+    ("STATE", lambda s: s["state"]),
+    ("FAILURES", lambda s: s["consecutive_failures"]),
+)
+
+
+@subscriptions.command("list")
+@one_line_errors
+def subscriptions_list(
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+) -> None:
+    """List subscriptions, newest first."""
+    with connect(url, token) as client:
+        page = client.get("/v1/subscriptions", limit=limit, cursor=cursor)
+    show(page, as_json, lambda: table(page["data"], _SUBSCRIPTION_COLUMNS))
+    if not as_json:
+        page_hint(page)
+
+
+@subscriptions.command("create")
+@one_line_errors
+def subscriptions_create(
+    target: Annotated[str, typer.Argument(help="Subscriber URL (http or https).")],
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Event type or prefix wildcard (route.*); repeatable."),
+    ] = None,
+    vendor: Annotated[list[str] | None, typer.Option(help="Only these vendors.")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these source ids.")] = None,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help='JSON filter, e.g. \'{"data.status": "x"}\'.')
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option(help="Extra header NAME:VALUE; repeatable.")
+    ] = None,
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+    ordered: Annotated[bool, typer.Option(help="Deliver each subject in order.")] = False,
+    retry_schedule: Annotated[
+        str | None, typer.Option(help="Seconds before each retry, comma-separated: 5,60,600.")
+    ] = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a subscription; its signing secret is shown this once."""
+    body: dict[str, Any] = {
+        "url": target,
+        "event_types": event_type or ["*"],
+        "description": description,
+        "ordered": ordered,
+    }
+    if vendor:
+        body["vendors"] = vendor
+    if source:
+        body["source_ids"] = source
+    body["filter"] = _json_object("--filter", filter_)
+    headers: dict[str, str] = {}
+    for item in header or []:
+        name, separator, value = item.partition(":")
+        if not separator or not name.strip():
+            raise ApiError(f"--header '{item}' must look like NAME:VALUE")
+        headers[name.strip()] = value.strip()
+    body["headers"] = headers
+    if retry_schedule is not None:
+        try:
+            body["retry_schedule"] = [float(part) for part in retry_schedule.split(",") if part]
+        except ValueError:
+            raise ApiError("--retry-schedule must be seconds separated by commas") from None
+    with connect(url, token) as client:
+        subscription = client.post("/v1/subscriptions", body)
+    show(subscription, as_json, lambda: details(subscription, title="subscription created"))
+    if not as_json:
+        console(stderr=True).print("the secret is shown only now: store it with the subscriber")
+
+
+@subscriptions.command("show")
+@one_line_errors
+def subscriptions_show(
+    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one subscription."""
+    with connect(url, token) as client:
+        subscription = client.get(f"/v1/subscriptions/{subscription_id}")
+    show(subscription, as_json, lambda: details(subscription))
+
+
+@subscriptions.command("rotate-secret")
+@one_line_errors
+def subscriptions_rotate_secret(
+    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """New signing secret; the old one keeps signing too until the overlap ends."""
+    with connect(url, token) as client:
+        rotated = client.post(f"/v1/subscriptions/{subscription_id}/rotate-secret")
+    show(rotated, as_json, lambda: details(rotated, title="secret rotated"))
+
+
+@subscriptions.command("test")
+@one_line_errors
+def subscriptions_test(
+    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send a signed test event now; exits 1 when the subscriber did not answer 2xx."""
+    with connect(url, token) as client:
+        result = client.post(f"/v1/subscriptions/{subscription_id}/test")
+    show(result, as_json, lambda: details(result, title="test delivery"))
+    if not result["succeeded"]:
+        reason = result.get("error") or f"subscriber answered {result.get('status_code')}"
+        raise fail(f"test delivery failed: {reason}")
+
+
+# Events
+
+_EVENT_COLUMNS = (
+    ("ID", lambda e: e["id"]),
+    ("TYPE", lambda e: e["type"]),
+    ("SOURCE", lambda e: e["source"].get("slug")),
+    ("SUBJECT", lambda e: f"{e['subject'].get('kind')} {e['subject'].get('id') or ''}".strip()),
+    ("RECEIVED", lambda e: e["received_at"]),
+)
+
+SinceOption = Annotated[
+    str | None, typer.Option(help="From this time: ISO 8601 or back from now (30m, 2h, 1d).")
+]
+UntilOption = Annotated[str | None, typer.Option(help="Before this time (same forms).")]
+
+
+@events.command("list")
+@one_line_errors
+def events_list(
+    event_type: Annotated[str | None, typer.Option("--type", help="Unified event type.")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Vendor name.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source id.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+) -> None:
+    """List events, newest first."""
+    with connect(url, token) as client:
+        page = client.get(
+            "/v1/events",
+            type=event_type,
+            vendor=vendor,
+            source=source,
+            since=_moment(since),
+            until=_moment(until),
+            limit=limit,
+            cursor=cursor,
+        )
+    show(page, as_json, lambda: table(page["data"], _EVENT_COLUMNS))
+    if not as_json:
+        page_hint(page)
+
+
+@events.command("show")
+@one_line_errors
+def events_show(
+    event_id: Annotated[str, typer.Argument(help="Event id.")],
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one event's envelope, as subscribers receive it."""
+    with connect(url, token) as client:
+        event = client.get(f"/v1/events/{event_id}")
+    show(event, as_json, lambda: JSON.from_data(event))
+
+
+@events.command("replay")
+@one_line_errors
+def events_replay(
+    event_id: Annotated[
+        str | None, typer.Argument(help="One event to replay; omit to replay by filter.")
+    ] = None,
+    subscription: Annotated[
+        list[str] | None, typer.Option(help="Only to these subscription ids; repeatable.")
+    ] = None,
+    event_type: Annotated[str | None, typer.Option("--type", help="Unified event type.")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Vendor name.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source id.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    wait: Annotated[bool, typer.Option(help="Follow the bulk job until it ends.")] = True,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deliver events again: one by id at once, or every event matching a filter as a job."""
+    with connect(url, token) as client:
+        if event_id is not None:
+            if any(value is not None for value in (event_type, vendor, source, since, until)):
+                raise ApiError("give an event id or filters (--type, --since ...), not both")
+            body = {"subscription_ids": subscription} if subscription else None
+            replayed = client.post(f"/v1/events/{event_id}/replay", body)
+            show(
+                replayed,
+                as_json,
+                lambda: table(
+                    replayed["deliveries"],
+                    _DELIVERY_COLUMNS,
+                    title=f"{len(replayed['delivery_ids'])} new deliveries of {event_id}",
+                ),
+            )
+            return
+        if since is None:
+            raise ApiError("bulk replay needs --since (and optionally --until, --type, ...)")
+        job = client.post(
+            "/v1/events/replay",
+            {
+                "since": parse_moment(since),
+                "until": _moment(until),
+                "type": event_type,
+                "vendor": vendor,
+                "source": source,
+                "subscription_ids": subscription,
+            },
+        )
+        _follow(client, job, wait=wait, as_json=as_json)
+
+
+def _follow(client: RelayClient, job: dict[str, Any], *, wait: bool, as_json: bool) -> None:
+    if wait:
+        job = wait_for_job(client, job["id"], show_progress=not as_json)
+    show(job, as_json, lambda: details(_job_summary(job), title=f"job {job['id']}"))
+
+
+def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
+    keys = ("kind", "status", "done", "total", "result", "error", "created_at", "finished_at")
+    return {key: job.get(key) for key in keys}
+
+
+# Deliveries
+
+_DELIVERY_COLUMNS = (
+    ("ID", lambda d: d["id"]),
+    ("EVENT", lambda d: d["event_id"]),
+    ("SUBSCRIPTION", lambda d: d["subscription_id"]),
+    ("STATUS", lambda d: d["status"]),
+    ("ATTEMPTS", lambda d: d["attempt_count"]),
+    ("LAST CODE", lambda d: d["last_status_code"]),
+    ("UPDATED", lambda d: d["updated_at"]),
+)
+
+_ATTEMPT_COLUMNS = (
+    ("#", lambda a: a["attempt_number"]),
+    ("STARTED", lambda a: a["started_at"]),
+    ("MS", lambda a: a["duration_ms"]),
+    ("STATUS", lambda a: a["response_status"]),
+    ("ERROR", lambda a: a["error_class"]),
+    ("OUTCOME", lambda a: a["outcome"]),
+    ("DECISION", lambda a: a["decision"]),
+)
+
+
+@deliveries.command("list")
+@one_line_errors
+def deliveries_list(
+    subscription: Annotated[str | None, typer.Option(help="Subscription id.")] = None,
+    event: Annotated[str | None, typer.Option(help="Event id.")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, succeeded or failed.")] = None,
+    since: SinceOption = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+) -> None:
+    """List deliveries, newest first."""
+    with connect(url, token) as client:
+        page = client.get(
+            "/v1/deliveries",
+            subscription_id=subscription,
+            event_id=event,
+            status=status,
+            since=_moment(since),
+            limit=limit,
+            cursor=cursor,
+        )
+    show(page, as_json, lambda: table(page["data"], _DELIVERY_COLUMNS))
+    if not as_json:
+        page_hint(page)
+
+
+@deliveries.command("show")
+@one_line_errors
+def deliveries_show(
+    delivery_id: Annotated[str, typer.Argument(help="Delivery id.")],
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a delivery and every attempt made."""
+    with connect(url, token) as client:
+        delivery = client.get(f"/v1/deliveries/{delivery_id}")
+    if as_json:
+        print_json(delivery)
+        return
+    summary = {key: value for key, value in delivery.items() if key != "attempts"}
+    out = console()
+    out.print(details(summary))
+    out.print(table(delivery["attempts"], _ATTEMPT_COLUMNS, title="attempts"))
+
+
+@deliveries.command("retry")
+@one_line_errors
+def deliveries_retry(
+    delivery_id: Annotated[str, typer.Argument(help="Delivery id.")],
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Put a finished delivery back in the queue, due now."""
+    with connect(url, token) as client:
+        delivery = client.post(f"/v1/deliveries/{delivery_id}/retry")
+    show(delivery, as_json, lambda: details(delivery, title="delivery queued again"))
+
+
+# Recover and stats
+
+
+@one_line_errors
+def recover(
+    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    since: Annotated[
+        str, typer.Option(help="Deliveries created from: ISO 8601 or back from now (12h).")
+    ],
+    until: UntilOption = None,
+    status: Annotated[str, typer.Option(help="Which deliveries: failed.")] = "failed",
+    wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = True,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-queue a subscription's failed deliveries in a window, as a background job."""
+    with connect(url, token) as client:
+        job = client.post(
+            f"/v1/subscriptions/{subscription_id}/recover",
+            {"since": parse_moment(since), "until": _moment(until), "status": status},
+        )
+        _follow(client, job, wait=wait, as_json=as_json)
+
+
+_WINDOW_COLUMNS = ("received", "delivered", "failed", "pending", "latency_p50_ms", "latency_p99_ms")
+
+
+@one_line_errors
+def stats(url: UrlOption = DEFAULT, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Received, delivered, failed, pending and latency for the last hour and day."""
+    with connect(url, token) as client:
+        numbers = client.get("/v1/stats")
+    if as_json:
+        print_json(numbers)
+        return
+    rows = [{"scope": "all", **numbers["overall"]}] + [
+        {"scope": item["subscription_id"], **item} for item in numbers["subscriptions"]
+    ]
+    columns: list[tuple[str, Any]] = [("SCOPE", lambda row: row["scope"])]
+    columns.append(("PENDING NOW", lambda row: row["pending_now"]))
+    for window in ("last_hour", "last_day"):
+        label = "1H" if window == "last_hour" else "24H"
+        for key in _WINDOW_COLUMNS:
+            name = key.replace("latency_", "").replace("_ms", " ms").upper()
+            columns.append((f"{label} {name}", lambda row, w=window, k=key: row[w][k]))
+    console().print(table(rows, columns, title=f"relay stats at {numbers['generated_at']}"))

@@ -1,0 +1,130 @@
+"""The REST client behind the CLI commands, and the one-line reasons it fails with."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from relay.core.auth import ADMIN_TOKEN_FILE
+from relay.core.settings import Settings
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+REQUEST_TIMEOUT = 30.0
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class ApiError(Exception):
+    """A failure worth one line to the user: what went wrong, said by the relay if it can."""
+
+
+def stored_token() -> str | None:
+    """The token the server generated in its data directory, as `relay serve` reads it."""
+    try:
+        data_dir = Settings().data_dir
+    except ValueError:
+        return None
+    path = data_dir / ADMIN_TOKEN_FILE
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def parse_moment(value: str, *, now: datetime | None = None) -> str:
+    """An ISO 8601 time, or a span back from now such as 30m, 2h, 1d; returned as ISO 8601."""
+    text = value.strip()
+    match = _RELATIVE.match(text.lower())
+    if match:
+        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
+        moment = (now or datetime.now(UTC)) - timedelta(**{unit: amount})
+        return moment.isoformat()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            f"'{value}' is not a time: use ISO 8601 (2026-02-04T16:00:00Z) or a span back "
+            "from now such as 30m, 2h, 1d"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.isoformat()
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return f"{error['message']} (HTTP {response.status_code})"
+        if isinstance(error, str):
+            return f"{body.get('error_description') or error} (HTTP {response.status_code})"
+    return f"the relay answered HTTP {response.status_code} {response.reason_phrase}"
+
+
+class RelayClient:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> RelayClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """The decoded JSON answer (None for 204); ApiError for anything else."""
+        cleaned = {key: value for key, value in (params or {}).items() if value is not None}
+        try:
+            response = self.http.request(method, path, params=cleaned, json=json)
+        except httpx.ConnectError:
+            raise ApiError(f"cannot reach the relay at {self.url}: is it running?") from None
+        except httpx.TimeoutException:
+            raise ApiError(f"the relay at {self.url} did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise ApiError(f"request to the relay at {self.url} failed: {exc}") from None
+        if response.status_code >= 400:
+            raise ApiError(_reason(response))
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(f"the relay at {self.url} answered something that is not JSON") from None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.request("POST", path, json=json)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)

@@ -1,0 +1,73 @@
+"""Output: rich tables for people, JSON with --json for scripts."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+# Off a terminal rich would wrap at 80 columns and cut ids; let lines be as long as they are.
+_PIPE_WIDTH = 500
+
+
+def console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else _PIPE_WIDTH
+    return Console(file=stream, width=width, stderr=stderr, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.flush()
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(cell(item) for item in value) or "-"
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode() if value else "-"
+    return str(value)
+
+
+def table(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]],
+    *,
+    title: str | None = None,
+) -> Table:
+    result = Table(title=title, title_justify="left", header_style="bold")
+    for name, _ in columns:
+        result.add_column(name, overflow="fold")
+    for row in rows:
+        result.add_row(*(cell(get(row)) for _, get in columns))
+    return result
+
+
+def details(item: dict[str, Any], *, title: str | None = None) -> Table:
+    """One object as a two-column table of its fields."""
+    result = Table(title=title, title_justify="left", show_header=False, box=None)
+    result.add_column(style="bold")
+    result.add_column(overflow="fold")
+    for key, value in item.items():
+        result.add_row(key, cell(value))
+    return result
+
+
+def page_hint(page: dict[str, Any]) -> None:
+    if page.get("next_cursor"):
+        console(stderr=True).print(f"more: --cursor {page['next_cursor']}")
+
+
+def show(data: Any, as_json: bool, render: Callable[[], Any]) -> None:
+    if as_json:
+        print_json(data)
+    else:
+        console().print(render())

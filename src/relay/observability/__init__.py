@@ -1,0 +1,2 @@
+"""Prometheus metrics of the relay: counters kept by the process doing the work, gauges read
+from the database at scrape time."""

@@ -1,0 +1,176 @@
+"""The aggregate queries behind GET /v1/stats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, TextClause, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from ulid import ULID
+
+
+def _timed(sql: str, *names: str) -> TextClause:
+    return text(sql).bindparams(*(bindparam(name, type_=DateTime(timezone=True)) for name in names))
+
+
+# Deliveries are counted by when they were created; the id range (ids are ULIDs, ordered by
+# creation) lets the primary key find the day's rows without reading the history.
+# Latency is from the event's arrival to the end of the delivery's first succeeded attempt.
+_DELIVERIES = _timed(
+    """
+    WITH recent AS (
+        SELECT d.subscription_id, d.status, d.created_at >= :hour_ago AS in_hour,
+               EXTRACT(EPOCH FROM (a.started_at - e.received_at)) * 1000 + a.duration_ms
+                   AS latency_ms
+        FROM deliveries AS d
+        LEFT JOIN LATERAL (
+            SELECT started_at, duration_ms FROM delivery_attempts
+            WHERE delivery_id = d.id AND outcome = 'succeeded'
+            ORDER BY attempt_number LIMIT 1
+        ) AS a ON d.status = 'succeeded'
+        LEFT JOIN events AS e ON e.id = d.event_id AND d.status = 'succeeded'
+        WHERE d.id >= :lowest_id AND d.created_at >= :day_ago
+    )
+    SELECT grouping(subscription_id) = 1 AS is_total, subscription_id,
+           count(*) FILTER (WHERE in_hour) AS hour_received,
+           count(*) FILTER (WHERE in_hour AND status = 'succeeded') AS hour_delivered,
+           count(*) FILTER (WHERE in_hour AND status = 'failed') AS hour_failed,
+           count(*) FILTER (WHERE in_hour AND status = 'pending') AS hour_pending,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) FILTER (WHERE in_hour)
+               AS hour_p50,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) FILTER (WHERE in_hour)
+               AS hour_p99,
+           count(*) AS day_received,
+           count(*) FILTER (WHERE status = 'succeeded') AS day_delivered,
+           count(*) FILTER (WHERE status = 'failed') AS day_failed,
+           count(*) FILTER (WHERE status = 'pending') AS day_pending,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS day_p50,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS day_p99
+    FROM recent
+    GROUP BY GROUPING SETS ((subscription_id), ())
+    """,
+    "hour_ago",
+    "day_ago",
+)
+
+_EVENTS = _timed(
+    """
+    SELECT count(*) FILTER (WHERE received_at >= :hour_ago) AS hour_received,
+           count(*) AS day_received
+    FROM events WHERE received_at >= :day_ago
+    """,
+    "hour_ago",
+    "day_ago",
+)
+
+# Through the pending partial index: cost follows the backlog, not the history.
+_PENDING = text(
+    "SELECT subscription_id, count(*) AS pending FROM deliveries "
+    "WHERE status = 'pending' GROUP BY subscription_id"
+)
+
+_SUBSCRIPTIONS = text(
+    """
+    SELECT id, url, state, active, deleted_at IS NOT NULL AS deleted FROM subscriptions
+    WHERE deleted_at IS NULL OR id = ANY(:ids)
+    ORDER BY id
+    """
+)
+
+# Ids are minted a moment after the row's created_at is taken; the slack keeps those in range.
+ID_SLACK = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    received: int
+    delivered: int
+    failed: int
+    pending: int
+    p50: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryCounts:
+    subscription_id: str | None
+    hour: Window
+    day: Window
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    id: str
+    url: str
+    state: str
+    active: bool
+    deleted: bool
+
+
+def lowest_id(prefix: str, moment: datetime) -> str:
+    """The smallest id minted at or after `moment`."""
+    if moment.timestamp() < 0:
+        # ULID time starts at the Unix epoch: every id was minted after an earlier moment.
+        return f"{prefix}_{'0' * 26}"
+    timestamp_part = str(ULID.from_datetime(moment))[:10]
+    return f"{prefix}_{timestamp_part}{'0' * 16}"
+
+
+def _window(row: Any, prefix: str) -> Window:
+    def optional_float(raw: Any) -> float | None:
+        return None if raw is None else round(float(raw), 3)
+
+    return Window(
+        received=int(getattr(row, f"{prefix}_received")),
+        delivered=int(getattr(row, f"{prefix}_delivered")),
+        failed=int(getattr(row, f"{prefix}_failed")),
+        pending=int(getattr(row, f"{prefix}_pending")),
+        p50=optional_float(getattr(row, f"{prefix}_p50")),
+        p99=optional_float(getattr(row, f"{prefix}_p99")),
+    )
+
+
+class StatsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def deliveries(self, *, hour_ago: datetime, day_ago: datetime) -> list[DeliveryCounts]:
+        """One row per subscription with deliveries in the day, and one total (id None)."""
+        rows = await self.session.execute(
+            _DELIVERIES,
+            {
+                "hour_ago": hour_ago,
+                "day_ago": day_ago,
+                "lowest_id": lowest_id("dlv", day_ago - ID_SLACK),
+            },
+        )
+        return [
+            DeliveryCounts(
+                subscription_id=None if row.is_total else row.subscription_id,
+                hour=_window(row, "hour"),
+                day=_window(row, "day"),
+            )
+            for row in rows
+        ]
+
+    async def events_received(self, *, hour_ago: datetime, day_ago: datetime) -> tuple[int, int]:
+        row = (
+            await self.session.execute(_EVENTS, {"hour_ago": hour_ago, "day_ago": day_ago})
+        ).one()
+        return int(row.hour_received), int(row.day_received)
+
+    async def pending_now(self) -> dict[str, int]:
+        rows = await self.session.execute(_PENDING)
+        return {row.subscription_id: int(row.pending) for row in rows}
+
+    async def subscriptions(self, also: Sequence[str]) -> list[SubscriptionInfo]:
+        rows = await self.session.execute(_SUBSCRIPTIONS, {"ids": list(also)})
+        return [
+            SubscriptionInfo(
+                id=row.id, url=row.url, state=row.state, active=row.active, deleted=row.deleted
+            )
+            for row in rows
+        ]

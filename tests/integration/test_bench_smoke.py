@@ -1,0 +1,82 @@
+"""The benchmark harness still works: a tiny run (`python -m bench --smoke`) against the test
+PostgreSQL writes results holding every figure, and the latency plot.
+
+The numbers themselves are not judged here: a smoke run is far too short to mean anything.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import DatabaseServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(150)
+def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            f"--database-url={database_server.server_url}",
+            f"--results-dir={results}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+
+    latest = orjson.loads((results / "latest.json").read_bytes())
+    stamped = [path for path in results.glob("*.json") if path.name != "latest.json"]
+    assert len(stamped) == 1
+    assert orjson.loads(stamped[0].read_bytes()) == latest
+    png = (results / "latency.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert len(png) > 5_000
+
+    figures = latest["figures"]
+    ingest = figures["ingest"]
+    assert ingest["relay_per_s"] > 0
+    assert ingest["floor_per_s"] > 0
+    assert ingest["ratio"] == pytest.approx(ingest["relay_per_s"] / ingest["floor_per_s"])
+    assert ingest["routestripe_events_per_s"] == pytest.approx(
+        50 * ingest["routestripe_requests_per_s"]
+    )
+    dispatch = figures["dispatch"]
+    assert dispatch["succeeded"] == dispatch["deliveries"] == 300
+    assert dispatch["relay_per_s"] > 0
+    assert dispatch["floor_per_s"] > 0
+    latency = figures["latency"]
+    assert latency["delivered"] > 0
+    assert latency["sent"] == 100
+    assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert "latencies_ms" not in latency
+    claim = figures["claim"]
+    assert (claim["small_rows"], claim["large_rows"]) == (500, 2_000)
+    assert claim["small_ms"] > 0
+    assert claim["large_ms"] > 0
+    memory = figures["memory"]
+    for key in ("serve_peak_mb", "worker_peak_mb", "serve_floor_mb", "worker_floor_mb"):
+        assert 10 < memory[key] < 2_000, key
+    fanout = figures["fanout"]
+    assert [run["subscriptions"] for run in fanout["runs"]] == [1, 10, 100]
+    assert set(fanout["cost_per_row_ms"]) == {"1->10", "10->100"}
+
+    table = latest["table"]
+    assert [row["figure"][0] for row in table] == ["1", "1", "2", "3", "4", "5", "5", "6", "6"]
+    assert all(isinstance(row["met"], bool) for row in table)
+    assert "ratio" in run.stdout
+    assert "met?" in run.stdout
+    assert latest["machine"]["postgresql"]

@@ -1,0 +1,333 @@
+"""GET /metrics and GET /v1/stats against the tables, and logs that follow one webhook."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relay.app import create_app
+from relay.core.logging import configure_logging
+from relay.core.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.support.relay import (
+    create_routestripe_source,
+    post_routestripe,
+    routestripe_batch,
+    visit_event,
+)
+from tests.support.subscriber import Answer, Subscriber, eventually
+
+
+@pytest.fixture
+async def subscriber() -> Any:
+    async with Subscriber().running() as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def relay_with_dispatcher(
+    settings: Settings, database_url: str, *, dispatcher: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process as `relay serve` runs it: API and dispatcher share one registry."""
+    fast = settings.model_copy(
+        update={"dispatcher_poll_interval": 0.2, "delivery_timeout": 5.0, "shutdown_grace": 2.0}
+    )
+    app = create_app(fast, database_url=database_url, run_dispatcher=dispatcher)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://relay.test",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as http,
+    ):
+        yield http
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/nobody"
+
+
+async def subscribe(client: httpx.AsyncClient, url: str, **fields: Any) -> str:
+    response = await client.post("/v1/subscriptions", json={"url": url, **fields})
+    assert response.status_code == 201, response.text
+    subscription_id: str = response.json()["id"]
+    return subscription_id
+
+
+async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def total(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    wanted = set(labels.items())
+    return sum(
+        value for (sample, got), value in samples.items() if sample == name and wanted <= got
+    )
+
+
+async def rows(session_factory: async_sessionmaker[AsyncSession], sql: str) -> dict[str, int]:
+    async with session_factory() as session:
+        return {str(key): int(count) for key, count in (await session.execute(text(sql))).all()}
+
+
+async def nothing_pending(session_factory: async_sessionmaker[AsyncSession]) -> bool:
+    return not await rows(
+        session_factory,
+        "SELECT status, count(*) FROM deliveries WHERE status = 'pending' GROUP BY 1",
+    )
+
+
+async def test_metrics_counters_agree_with_the_tables(
+    settings: Settings,
+    engine: Any,
+    module_database_url: str,
+    session_factory: async_sessionmaker[AsyncSession],
+    subscriber: Subscriber,
+) -> None:
+    subscriber.script("/ok", then=Answer(200))
+    subscriber.script("/reject", then=Answer(422))
+    subscriber.script("/flaky", *[Answer(500)] * 6, then=Answer(200))
+    async with relay_with_dispatcher(settings, module_database_url) as client:
+        await create_routestripe_source(client)
+        await subscribe(client, subscriber.url("/ok"))
+        await subscribe(client, subscriber.url("/reject"))
+        await subscribe(client, subscriber.url("/flaky"), retry_schedule=[1])
+        await subscribe(client, closed_port_url(), retry_schedule=[1])
+        batches = [[visit_event(), visit_event(event="visit.updated")] for _ in range(3)]
+        for batch in batches:
+            assert (await post_routestripe(client, batch)).status_code == 200
+        assert (await post_routestripe(client, batches[0])).json()["duplicates"] == 2
+        forged = await client.post(
+            "/ingest/rs",
+            content=routestripe_batch([visit_event()]),
+            headers={"X-Signature": "0" * 64},
+        )
+        assert forged.status_code == 401
+
+        await eventually(lambda: nothing_pending(session_factory), within=30)
+        samples = await scrape(client)
+
+    attempts = await rows(
+        session_factory, "SELECT outcome, count(*) FROM delivery_attempts GROUP BY 1"
+    )
+    # 6 events x 4 subscriptions: /ok and /reject once each, /flaky and the dead port twice.
+    assert sum(attempts.values()) == 6 * 6
+    for outcome in ("succeeded", "pending", "failed"):
+        assert total(samples, "relay_delivery_attempts_total", outcome=outcome) == attempts.get(
+            outcome, 0
+        ), outcome
+    classes = await rows(
+        session_factory,
+        "SELECT COALESCE((response_status / 100)::text || 'xx', 'network'), count(*) "
+        "FROM delivery_attempts GROUP BY 1",
+    )
+    assert classes == {"2xx": 12, "4xx": 6, "5xx": 6, "network": 12}
+    for status_class, count in classes.items():
+        assert total(samples, "relay_delivery_attempts_total", status_class=status_class) == count
+    deliveries = await rows(session_factory, "SELECT status, count(*) FROM deliveries GROUP BY 1")
+    assert deliveries == {"succeeded": 12, "failed": 12}
+    assert total(samples, "relay_delivery_attempts_total", outcome="succeeded") == 12
+    assert total(samples, "relay_delivery_attempts_total", outcome="failed") == 12
+    assert total(samples, "relay_delivery_latency_seconds_count") == 12
+    assert total(samples, "relay_delivery_attempt_duration_seconds_count") == 36
+
+    events = await rows(session_factory, "SELECT type, count(*) FROM events GROUP BY 1")
+    assert sum(events.values()) == 6
+    for event_type, count in events.items():
+        assert total(samples, "relay_events_total", type=event_type) == count
+    verdicts = await rows(
+        session_factory, "SELECT verdict, count(*) FROM inbound_requests GROUP BY 1"
+    )
+    assert verdicts == {"accepted": 3, "duplicate": 1, "rejected": 1}
+    for verdict, count in verdicts.items():
+        assert (
+            total(
+                samples,
+                "relay_inbound_requests_total",
+                source="rs",
+                vendor="routestripe",
+                verdict=verdict,
+            )
+            == count
+        )
+    assert total(samples, "relay_pending_deliveries") == 0
+
+
+async def test_metrics_gauges_follow_the_queue_and_need_the_token(
+    settings: Settings,
+    engine: Any,
+    module_database_url: str,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with relay_with_dispatcher(settings, module_database_url, dispatcher=False) as client:
+        await create_routestripe_source(client)
+        waiting = await subscribe(client, "http://127.0.0.1:9/a")
+        broken = await subscribe(client, "http://127.0.0.1:9/b", event_types=["nothing.here"])
+        await post_routestripe(client, [visit_event(), visit_event(), visit_event()])
+        async with session_factory() as session:
+            await session.execute(
+                text("UPDATE deliveries SET created_at = now() - interval '90 seconds'; ")
+            )
+            await session.execute(
+                text("UPDATE subscriptions SET state = 'degraded' WHERE id = :id"), {"id": broken}
+            )
+            await session.commit()
+        samples = await scrape(client)
+        assert samples[("relay_pending_deliveries", frozenset({("subscription_id", waiting)}))] == 3
+        age = samples[
+            ("relay_oldest_pending_delivery_age_seconds", frozenset({("subscription_id", waiting)}))
+        ]
+        assert 90 <= age < 600
+        assert total(samples, "relay_pending_deliveries", subscription_id=broken) == 0
+
+        def breaker(subscription_id: str, state: str) -> float:
+            key = frozenset({("subscription_id", subscription_id), ("state", state)})
+            return samples[("relay_subscription_breaker_state", key)]
+
+        assert (breaker(waiting, "closed"), breaker(waiting, "open")) == (1, 0)
+        assert (breaker(broken, "closed"), breaker(broken, "open")) == (0, 1)
+
+        anonymous = await client.get("/metrics", headers={"Authorization": ""})
+        assert anonymous.status_code == 401
+        assert "Bearer" in anonymous.json()["error"]["message"]
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+
+    public = settings.model_copy(update={"metrics_public": True})
+    async with relay_with_dispatcher(public, module_database_url, dispatcher=False) as client:
+        anonymous = await client.get("/metrics", headers={"Authorization": ""})
+        assert anonymous.status_code == 200
+        # A fresh app counts from zero: its registry is its own.
+        assert "relay_inbound_requests_total{" not in anonymous.text
+
+
+async def test_stats_counts_windows_and_percentiles(
+    settings: Settings,
+    engine: Any,
+    module_database_url: str,
+    session_factory: async_sessionmaker[AsyncSession],
+    subscriber: Subscriber,
+) -> None:
+    subscriber.script("/ok", then=Answer(200))
+    subscriber.script("/reject", then=Answer(404))
+    async with relay_with_dispatcher(settings, module_database_url) as client:
+        await create_routestripe_source(client)
+        ok = await subscribe(client, subscriber.url("/ok"))
+        rejecting = await subscribe(client, subscriber.url("/reject"))
+        for _ in range(4):
+            assert (await post_routestripe(client, [visit_event()])).status_code == 200
+        await eventually(lambda: nothing_pending(session_factory), within=30)
+        # One event (both its deliveries) moved to 3 hours ago: in the day, not the hour.
+        async with session_factory() as session:
+            await session.execute(
+                text(
+                    "WITH old AS (SELECT id FROM events ORDER BY id LIMIT 1) "
+                    "UPDATE events SET received_at = received_at - interval '3 hours' "
+                    "WHERE id IN (SELECT id FROM old)"
+                )
+            )
+            await session.execute(
+                text(
+                    "UPDATE deliveries SET created_at = created_at - interval '3 hours' "
+                    "WHERE event_id = (SELECT min(id) FROM events)"
+                )
+            )
+            await session.commit()
+        await subscribe(client, "http://127.0.0.1:9/idle")
+        response = await client.get("/v1/stats")
+        assert response.status_code == 200, response.text
+        stats = response.json()
+        assert (await client.get("/v1/stats", headers={"Authorization": ""})).status_code == 401
+
+    overall = stats["overall"]
+    assert overall["pending_now"] == 0
+    hour, day = overall["last_hour"], overall["last_day"]
+    assert (hour["received"], hour["delivered"], hour["failed"], hour["pending"]) == (3, 3, 3, 0)
+    assert (day["received"], day["delivered"], day["failed"], day["pending"]) == (4, 4, 4, 0)
+    assert 0 < day["latency_p50_ms"] <= day["latency_p99_ms"]
+    # The moved event arrived 3 hours before its delivery succeeded: it is the day's maximum.
+    assert day["latency_p99_ms"] > 2 * 3600 * 1000
+    assert hour["latency_p99_ms"] < 60 * 1000
+
+    by_id = {item["subscription_id"]: item for item in stats["subscriptions"]}
+    assert len(by_id) == 3
+    assert by_id[ok]["last_hour"] | {"latency_p50_ms": None, "latency_p99_ms": None} == {
+        "received": 3,
+        "delivered": 3,
+        "failed": 0,
+        "pending": 0,
+        "latency_p50_ms": None,
+        "latency_p99_ms": None,
+    }
+    assert by_id[rejecting]["last_day"] == {
+        "received": 4,
+        "delivered": 0,
+        "failed": 4,
+        "pending": 0,
+        "latency_p50_ms": None,
+        "latency_p99_ms": None,
+    }
+    idle = next(item for key, item in by_id.items() if key not in (ok, rejecting))
+    assert idle["last_day"]["received"] == 0
+    assert idle["pending_now"] == 0
+    assert idle["state"] == "active"
+    assert idle["url"] == "http://127.0.0.1:9/idle"
+
+
+async def test_one_webhook_can_be_followed_through_the_logs_by_its_event_id(
+    settings: Settings,
+    engine: Any,
+    module_database_url: str,
+    session_factory: async_sessionmaker[AsyncSession],
+    subscriber: Subscriber,
+) -> None:
+    previous = structlog.get_config()
+    output = io.StringIO()
+    configure_logging("info", "json")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=output))
+    try:
+        async with relay_with_dispatcher(settings, module_database_url) as client:
+            await create_routestripe_source(client)
+            subscription_id = await subscribe(client, subscriber.url("/ok"))
+            posted = await post_routestripe(client, [visit_event()])
+            [event_id] = posted.json()["event_ids"]
+            await subscriber.wait_for(1, within=15)
+            await eventually(lambda: nothing_pending(session_factory), within=15)
+    finally:
+        structlog.configure(**previous)
+
+    lines = [orjson.loads(line) for line in output.getvalue().splitlines() if event_id in line]
+    by_event = {line["event"]: line for line in lines}
+    ingest = by_event["ingest_accepted"]
+    assert ingest["request_id"] == posted.headers["x-request-id"]
+    assert ingest["source"] == "rs"
+    assert ingest["event_ids"] == [event_id]
+    attempt = by_event["delivery_attempt"]
+    assert attempt["event_id"] == event_id
+    assert attempt["subscription_id"] == subscription_id
+    assert attempt["delivery_id"].startswith("dlv_")
+    assert attempt["outcome"] == "succeeded"
