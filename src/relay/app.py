@@ -75,6 +75,8 @@ def create_app(
         app.state.engine = engine
         app.state.database_url = url
         app.state.session_factory = create_session_factory(engine)
+        # The ingest writes each outcome in one statement, which is atomic by itself.
+        app.state.ingest_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.http_client = create_client(
             max_connections=settings.dispatcher_concurrency,
             policy=DestinationPolicy.from_settings(settings),

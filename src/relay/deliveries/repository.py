@@ -61,6 +61,17 @@ _CLAIM = text(
 
 
 @dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    """A pending delivery about to be written with its event (the outbox)."""
+
+    id: str
+    event_id: str
+    subscription_id: str
+    subject_key: str | None
+    event_timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     id: str
     event_id: str

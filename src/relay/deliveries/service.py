@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,56 +11,54 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relay.core.errors import Conflict, NotFound
 from relay.core.ids import new_id
 from relay.deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
-from relay.deliveries.repository import DeliveryQuery, DeliveryRepository
-from relay.subscriptions.matching import subject_key, wants
-from relay.subscriptions.models import Subscription, SubscriptionState
+from relay.deliveries.repository import DeliveryQuery, DeliveryRepository, PlannedDelivery
+from relay.subscriptions.matching import Matchable, subject_key, wants
+from relay.subscriptions.models import SubscriptionState
 from relay.subscriptions.repository import SubscriptionRepository
 
 
-def delivery_rows(
-    subscriptions: Sequence[Subscription], envelopes: Sequence[dict[str, Any]], *, now: datetime
-) -> list[dict[str, Any]]:
-    """One pending delivery per (event, subscription that wants it)."""
-    rows: list[dict[str, Any]] = []
+def plan_deliveries(
+    subscriptions: Sequence[Matchable], envelopes: Sequence[Mapping[str, Any]]
+) -> list[PlannedDelivery]:
+    """One delivery per (event, subscription that wants it)."""
+    planned: list[PlannedDelivery] = []
     for envelope in envelopes:
         timestamp = datetime.fromisoformat(envelope["timestamp"])
         for subscription in subscriptions:
-            if not wants(subscription, envelope):
-                continue
-            rows.append(
-                {
-                    "id": new_id("dlv"),
-                    "event_id": envelope["id"],
-                    "subscription_id": subscription.id,
-                    "status": DeliveryStatus.PENDING,
-                    "held": False,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    # Only ordered subscriptions pay for the claim query's subject check.
-                    "subject_key": subject_key(envelope) if subscription.ordered else None,
-                    "event_timestamp": timestamp,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-    return rows
+            if wants(subscription, envelope):
+                planned.append(
+                    PlannedDelivery(
+                        id=new_id("dlv"),
+                        event_id=envelope["id"],
+                        subscription_id=subscription.id,
+                        # Only ordered subscriptions pay for the claim query's subject check.
+                        subject_key=subject_key(envelope) if subscription.ordered else None,
+                        event_timestamp=timestamp,
+                    )
+                )
+    return planned
 
 
-class FanOut:
-    """Writes the deliveries of new events in the ingest's own transaction (the outbox)."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.subscriptions = SubscriptionRepository(session)
-        self.deliveries = DeliveryRepository(session)
-
-    async def plan(self, envelopes: Sequence[dict[str, Any]], *, now: datetime) -> int:
-        if not envelopes:
-            return 0
-        rows = delivery_rows(await self.subscriptions.live(), envelopes, now=now)
-        await self.deliveries.add_many(rows)
-        if rows:
-            await self.deliveries.notify()
-        return len(rows)
+def delivery_rows(
+    subscriptions: Sequence[Matchable], envelopes: Sequence[Mapping[str, Any]], *, now: datetime
+) -> list[dict[str, Any]]:
+    """The planned deliveries as rows for `DeliveryRepository.add_many`."""
+    return [
+        {
+            "id": planned.id,
+            "event_id": planned.event_id,
+            "subscription_id": planned.subscription_id,
+            "status": DeliveryStatus.PENDING,
+            "held": False,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "subject_key": planned.subject_key,
+            "event_timestamp": planned.event_timestamp,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for planned in plan_deliveries(subscriptions, envelopes)
+    ]
 
 
 class DeliveryService:

@@ -1,8 +1,9 @@
 """The ingest pipeline: verify, parse, normalize, persist, in that order, then answer.
 
-The service only flushes: the endpoint commits the transaction holding the request log row, the
-events, their dedupe keys and their deliveries (the outbox) before it answers, so a failure
-before that leaves nothing behind and a 200 means all of it is durable.
+Every outcome is written by one statement in autocommit (see repository.py): the request log
+row alone for a rejection, or the request log row, the events, their dedupe keys and their
+deliveries (the outbox) together. The endpoint answers only after that statement returned,
+so a 200 means all of it is durable, and a failure before leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,21 +12,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
 from relay.core.logging import get_logger, is_secret_key
-from relay.deliveries.service import FanOut
+from relay.deliveries.service import plan_deliveries
 from relay.events.envelope import build_envelope
-from relay.events.repository import EventRepository
-from relay.ingest.models import RequestLog
-from relay.ingest.repository import RequestLogRepository
+from relay.ingest.repository import (
+    IngestRepository,
+    PlannedEvent,
+    RequestLogRow,
+    SourceRow,
+    SubscriptionTarget,
+)
 from relay.observability import metrics
-from relay.sources.models import Source
-from relay.sources.service import overrides_of, verification_of
-from relay.vendors.base import InboundRequest, NormalizedEvent, ParsedWebhook, PayloadError
+from relay.sources.service import parsed_configuration
+from relay.vendors.base import (
+    InboundRequest,
+    MappingOverrides,
+    NormalizedEvent,
+    ParsedWebhook,
+    PayloadError,
+)
 from relay.vendors.registry import VENDORS
+from relay.verification.schemes import SourceVerification
 from relay.verification.verify import VerifiableRequest, verify
 
 log = get_logger(__name__)
@@ -63,11 +72,35 @@ class IngestOutcome:
     event_ids: list[str] = field(default_factory=list)
 
 
-def loggable_headers(headers: dict[str, str], source: Source | None) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class IngestSource:
+    """A source as the ingest uses it, credentials decrypted and mapping parsed."""
+
+    id: str
+    slug: str
+    vendor: str
+    active: bool
+    rate_limit_per_second: float | None
+    verification: SourceVerification
+    overrides: MappingOverrides
+
+    @classmethod
+    def of(cls, row: SourceRow) -> IngestSource:
+        verification, overrides = parsed_configuration(row.verification_token, row.mapping_json)
+        return cls(
+            id=row.id,
+            slug=row.slug,
+            vendor=row.vendor,
+            active=row.active,
+            rate_limit_per_second=row.rate_limit_per_second,
+            verification=verification,
+            overrides=overrides,
+        )
+
+
+def loggable_headers(headers: dict[str, str], source: IngestSource) -> dict[str, str]:
     """The request's headers with credentials replaced, fit for the request log."""
-    credential_headers = set()
-    if source is not None:
-        credential_headers = {name.lower() for name in verification_of(source).header_names()}
+    credential_headers = {name.lower() for name in source.verification.header_names()}
     return {
         name: REDACTED if name in credential_headers or is_secret_key(name) else value
         for name, value in headers.items()
@@ -75,31 +108,34 @@ def loggable_headers(headers: dict[str, str], source: Source | None) -> dict[str
 
 
 class IngestService:
-    def __init__(self, session: AsyncSession, *, max_json_depth: int) -> None:
-        self.session = session
+    def __init__(self, repository: IngestRepository, *, max_json_depth: int) -> None:
+        self.repository = repository
         self.max_json_depth = max_json_depth
-        self.requests = RequestLogRepository(session)
-        self.events = EventRepository(session)
-        self.fan_out = FanOut(session)
 
     async def record_rejection(
         self,
         webhook: IncomingWebhook,
-        source: Source,
+        source: IngestSource,
         *,
         status_code: int,
         reason: str,
         verdict: str = Verdict.REJECTED,
     ) -> IngestOutcome:
-        self._log_row(webhook, source, verdict=verdict, reason=reason, status_code=status_code)
-        await self.session.flush()
+        await self.repository.record(
+            self._log_row(webhook, source, verdict=verdict, reason=reason, status_code=status_code)
+        )
         log.info("ingest_rejected", source=source.slug, reason=reason, status=status_code)
         metrics.current().inbound_request(source=source.slug, vendor=source.vendor, verdict=verdict)
         return IngestOutcome(status_code=status_code, verdict=verdict, reason=reason)
 
-    async def ingest(self, webhook: IncomingWebhook, source: Source) -> IngestOutcome:
+    async def ingest(
+        self,
+        webhook: IncomingWebhook,
+        source: IngestSource,
+        subscriptions: list[SubscriptionTarget],
+    ) -> IngestOutcome:
         verdict = verify(
-            verification_of(source),
+            source.verification,
             VerifiableRequest(body=webhook.body, headers=webhook.headers, query=webhook.query),
             source_slug=source.slug,
             now=webhook.received_at,
@@ -109,27 +145,27 @@ class IngestService:
                 webhook, source, status_code=401, reason=verdict.reason
             )
 
-        vendor = VENDORS[source.vendor]
         try:
-            parsed = vendor.parse(
+            parsed = VENDORS[source.vendor].parse(
                 InboundRequest(
                     body=webhook.body,
                     headers=webhook.headers,
                     query=webhook.query,
                     max_json_depth=self.max_json_depth,
                 ),
-                overrides_of(source),
+                source.overrides,
             )
         except PayloadError as exc:
-            self._log_row(
-                webhook,
-                source,
-                verdict=Verdict.INVALID,
-                reason=str(exc),
-                status_code=400,
-                keep_body=True,
+            await self.repository.record(
+                self._log_row(
+                    webhook,
+                    source,
+                    verdict=Verdict.INVALID,
+                    reason=str(exc),
+                    status_code=400,
+                    keep_body=True,
+                )
             )
-            await self.session.flush()
             log.info("ingest_invalid", source=source.slug, reason=str(exc))
             metrics.current().inbound_request(
                 source=source.slug, vendor=source.vendor, verdict=Verdict.INVALID
@@ -137,50 +173,38 @@ class IngestService:
             return IngestOutcome(status_code=400, verdict=Verdict.INVALID, reason=str(exc))
 
         if parsed.kind == "ping":
-            self._log_row(
-                webhook,
-                source,
-                verdict=Verdict.PING,
-                reason="; ".join(parsed.notes) or "vendor ping",
-                status_code=200,
-                keep_body=True,
+            await self.repository.record(
+                self._log_row(
+                    webhook,
+                    source,
+                    verdict=Verdict.PING,
+                    reason="; ".join(parsed.notes) or "vendor ping",
+                    status_code=200,
+                    keep_body=True,
+                )
             )
-            await self.session.flush()
             log.info("ingest_ping", source=source.slug)
             metrics.current().inbound_request(
                 source=source.slug, vendor=source.vendor, verdict=Verdict.PING
             )
             return IngestOutcome(status_code=200, verdict=Verdict.PING, reason="ping")
 
-        return await self._store(webhook, source, parsed)
+        return await self._store(webhook, source, parsed, subscriptions)
 
     async def _store(
-        self, webhook: IncomingWebhook, source: Source, parsed: ParsedWebhook
+        self,
+        webhook: IncomingWebhook,
+        source: IngestSource,
+        parsed: ParsedWebhook,
+        subscriptions: list[SubscriptionTarget],
     ) -> IngestOutcome:
         unique: dict[str, NormalizedEvent] = {}
         for event in parsed.events:
             unique.setdefault(event.dedupe_key, event)
-        proposed_ids = {key: new_id("evt") for key in unique}
-
-        # The log row goes first: events point at it.
-        row = self._log_row(
-            webhook,
-            source,
-            verdict=Verdict.ACCEPTED,
-            reason="; ".join(parsed.notes),
-            status_code=200,
-            keep_body=True,
-        )
-        await self.session.flush()
-        fresh_keys = await self.events.claim_dedupe_keys(
-            source.id, proposed_ids, now=webhook.received_at
-        )
-        event_rows: list[dict[str, Any]] = []
+        planned: list[PlannedEvent] = []
         envelopes: list[dict[str, Any]] = []
         for key, event in unique.items():
-            if key not in fresh_keys:
-                continue
-            event_id = proposed_ids[key]
+            event_id = new_id("evt")
             envelope = build_envelope(
                 event_id=event_id,
                 event=event,
@@ -190,65 +214,68 @@ class IngestService:
                 received_at=webhook.received_at,
             )
             envelopes.append(envelope)
-            event_rows.append(
-                {
-                    "id": event_id,
-                    "source_id": source.id,
-                    "request_id": webhook.request_id,
-                    "type": event.type,
-                    "vendor": source.vendor,
-                    "vendor_event_name": event.vendor_event_name,
-                    "vendor_event_id": event.vendor_event_id,
-                    "subject_kind": event.subject_kind,
-                    "subject_id": event.subject_id,
-                    "occurred_at": event.occurred_at or webhook.received_at,
-                    "received_at": webhook.received_at,
-                    "envelope": dumps(envelope).decode(),
-                }
+            planned.append(
+                PlannedEvent(
+                    id=event_id,
+                    dedupe_key=key,
+                    type=event.type,
+                    vendor_event_name=event.vendor_event_name,
+                    vendor_event_id=event.vendor_event_id,
+                    subject_kind=event.subject_kind,
+                    subject_id=event.subject_id,
+                    occurred_at=event.occurred_at or webhook.received_at,
+                    envelope=dumps(envelope).decode(),
+                )
             )
-        await self.events.add_many(event_rows)
-        deliveries = await self.fan_out.plan(envelopes, now=webhook.received_at)
-
-        accepted = len(event_rows)
+        row = self._log_row(
+            webhook,
+            source,
+            verdict=Verdict.ACCEPTED,
+            reason="; ".join(parsed.notes),
+            status_code=200,
+            keep_body=True,
+        )
+        stored = await self.repository.store(
+            row,
+            vendor=source.vendor,
+            total_events=len(parsed.events),
+            events=planned,
+            deliveries=plan_deliveries(subscriptions, envelopes),
+        )
+        accepted = len(stored.event_ids)
         duplicates = len(parsed.events) - accepted
-        event_ids = [item["id"] for item in event_rows]
-        row.verdict = Verdict.ACCEPTED if accepted or not parsed.events else Verdict.DUPLICATE
-        row.accepted_count = accepted
-        row.duplicate_count = duplicates
-        row.event_ids = event_ids
-        await self.session.flush()
         log.info(
             "ingest_accepted",
             source=source.slug,
             accepted=accepted,
             duplicates=duplicates,
-            deliveries=deliveries,
-            event_ids=event_ids,
+            deliveries=stored.deliveries,
+            event_ids=stored.event_ids,
         )
-        metrics.current().inbound_request(
-            source=source.slug, vendor=source.vendor, verdict=row.verdict
-        )
-        metrics.current().stored_events(event_rows)
+        recorder = metrics.current()
+        recorder.inbound_request(source=source.slug, vendor=source.vendor, verdict=stored.verdict)
+        fresh = set(stored.event_ids)
+        recorder.stored_events({"type": event.type} for event in planned if event.id in fresh)
         return IngestOutcome(
             status_code=200,
-            verdict=row.verdict,
+            verdict=stored.verdict,
             reason=row.reason,
             accepted=accepted,
             duplicates=duplicates,
-            event_ids=event_ids,
+            event_ids=stored.event_ids,
         )
 
     def _log_row(
         self,
         webhook: IncomingWebhook,
-        source: Source,
+        source: IngestSource,
         *,
         verdict: str,
         reason: str,
         status_code: int,
         keep_body: bool = False,
-    ) -> RequestLog:
-        row = RequestLog(
+    ) -> RequestLogRow:
+        return RequestLogRow(
             id=webhook.request_id,
             source_id=source.id,
             slug=source.slug,
@@ -262,5 +289,3 @@ class IngestService:
             headers=loggable_headers(webhook.headers, source),
             body=webhook.body if keep_body else None,
         )
-        self.requests.add(row)
-        return row

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from relay.core.crypto import installed_keyring
 from relay.core.errors import Conflict, Invalid, NotFound
 from relay.core.ids import new_id
 from relay.sources.models import Source
@@ -28,8 +31,22 @@ def verification_of(source: Source) -> SourceVerification:
     return SourceVerification.model_validate(source.verification)
 
 
-def overrides_of(source: Source) -> MappingOverrides:
-    mapping = MappingConfig.model_validate(source.mapping)
+@lru_cache(maxsize=1024)
+def parsed_configuration(
+    verification_token: str, mapping_json: str
+) -> tuple[SourceVerification, MappingOverrides]:
+    """A source's stored verification (still encrypted) and mapping, decrypted and parsed.
+
+    The ingest reads these two columns on every webhook; keyed by their stored text, the work
+    is done once per version of a source, and an edited source is a new key, never stale.
+    """
+    verification = SourceVerification.model_validate(
+        json.loads(installed_keyring().decrypt(verification_token))
+    )
+    return verification, _overrides(MappingConfig.model_validate_json(mapping_json))
+
+
+def _overrides(mapping: MappingConfig) -> MappingOverrides:
     return MappingOverrides(
         event_name_pointer=mapping.event_name_pointer,
         event_id_pointer=mapping.event_id_pointer,

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from relay.subscriptions.filters import event_type_matches, filter_matches
-from relay.subscriptions.models import Subscription
 
 
-def wants(subscription: Subscription, envelope: Mapping[str, Any]) -> bool:
+class Matchable(Protocol):
+    """What matching reads of a subscription: the ORM row, or the ingest's lighter copy."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ordered(self) -> bool: ...
+    @property
+    def event_types(self) -> Sequence[str]: ...
+    @property
+    def vendors(self) -> Sequence[str] | None: ...
+    @property
+    def source_ids(self) -> Sequence[str] | None: ...
+    @property
+    def filter(self) -> Mapping[str, Any] | None: ...
+
+
+def wants(subscription: Matchable, envelope: Mapping[str, Any]) -> bool:
     if not event_type_matches(subscription.event_types, envelope["type"]):
         return False
     source = envelope["source"]
