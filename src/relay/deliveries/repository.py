@@ -61,6 +61,13 @@ _CLAIM = text(
 
 
 @dataclass(frozen=True, slots=True)
+class SucceededDelivery:
+    id: str
+    attempts: int
+    status_code: int
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedDelivery:
     """A pending delivery about to be written with its event (the outbox)."""
 
@@ -195,8 +202,23 @@ class DeliveryRepository:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def add_attempt(self, row: dict[str, Any]) -> None:
-        await self.session.execute(insert(DeliveryAttempt), [row])
+    async def add_attempts(self, rows: Sequence[dict[str, Any]]) -> None:
+        await self.session.execute(insert(DeliveryAttempt), list(rows))
+
+    async def finish_succeeded(
+        self, finished: Sequence[SucceededDelivery], *, worker: str, now: datetime
+    ) -> None:
+        """Marks deliveries succeeded in one statement, each only if this worker holds it."""
+        await self.session.execute(
+            _FINISH_SUCCEEDED,
+            {
+                "ids": [item.id for item in finished],
+                "attempts": [item.attempts for item in finished],
+                "status_codes": [item.status_code for item in finished],
+                "worker": worker,
+                "now": now,
+            },
+        )
 
     async def get(self, delivery_id: str) -> Delivery | None:
         return await self.session.get(Delivery, delivery_id)
@@ -361,3 +383,15 @@ _BACKLOG = text(
     ) AS due
     """
 )
+
+_FINISH_SUCCEEDED = text(
+    """
+    UPDATE deliveries AS d
+    SET status = 'succeeded', attempts = f.attempts, next_attempt_at = :now,
+        last_status_code = f.status_code, last_error = NULL, locked_by = NULL,
+        locked_until = NULL, held = false, updated_at = :now, completed_at = :now
+    FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS integer[]),
+                CAST(:status_codes AS integer[])) AS f(id, attempts, status_code)
+    WHERE d.id = f.id AND d.locked_by = :worker
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,12 +48,12 @@ _RECORD_FAILURE = _timed(
     """
 )
 
-_RECORD_SUCCESS = _timed(
+_RECORD_SUCCESSES = _timed(
     """
     UPDATE subscriptions
     SET consecutive_failures = 0, failing_since = NULL, state = 'active', state_reason = '',
         breaker_open_until = NULL, updated_at = :now
-    WHERE id = :id AND state <> 'disabled'
+    WHERE id = ANY(CAST(:ids AS text[])) AND state <> 'disabled'
       AND (consecutive_failures <> 0 OR state <> 'active' OR breaker_open_until IS NOT NULL)
     RETURNING id
     """
@@ -100,9 +101,13 @@ class SubscriptionHealth:
         self.deliveries = DeliveryRepository(session)
         self.subscriptions = SubscriptionRepository(session)
 
-    async def record_success(self, subscription_id: str, *, now: datetime) -> None:
-        changed = await self.session.execute(_RECORD_SUCCESS, {"id": subscription_id, "now": now})
-        if changed.first() is not None:
+    async def record_successes(self, subscription_ids: Collection[str], *, now: datetime) -> None:
+        """Closes the breaker of each subscription that just had a success; a no-op (no row
+        written) for the usual healthy one."""
+        changed = await self.session.execute(
+            _RECORD_SUCCESSES, {"ids": sorted(subscription_ids), "now": now}
+        )
+        for subscription_id in changed.scalars().all():
             await self.subscriptions.release_held_deliveries(subscription_id, now=now)
 
     async def record_failure(self, subscription_id: str, *, reason: str, now: datetime) -> None:

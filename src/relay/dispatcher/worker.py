@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,10 +29,11 @@ from relay.core.logging import get_logger, redact
 from relay.core.netguard import DestinationPolicy
 from relay.core.settings import Settings
 from relay.deliveries.models import DeliveryStatus
-from relay.deliveries.repository import ClaimedDelivery, DeliveryRepository
+from relay.deliveries.repository import ClaimedDelivery, DeliveryRepository, SucceededDelivery
 from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
 from relay.dispatcher.listener import NotificationListener
-from relay.dispatcher.retry import Outcome, decide_next
+from relay.dispatcher.recorder import Success, SuccessRecorder
+from relay.dispatcher.retry import Decision, Outcome, decide_next
 from relay.dispatcher.sender import (
     AttemptResult,
     OutgoingDelivery,
@@ -101,6 +103,11 @@ class Dispatcher:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.per_subscription: defaultdict[str, int] = defaultdict(int)
         self.buckets: dict[str, TokenBucket] = {}
+        self.recorder = SuccessRecorder(
+            session_factory, self.policy, worker=self.name, clock=self.clock
+        )
+        # Outcomes being written, awaited at shutdown before any lease is given back.
+        self.recording: set[asyncio.Task[None]] = set()
         self.delivered = 0
 
     def stop(self) -> None:
@@ -232,7 +239,10 @@ class Dispatcher:
         )
         result = await send(self.client, outgoing, attempt_timeout=self.settings.delivery_timeout)
         # The outcome is written even if shutdown cancels us now: the request was made.
-        await asyncio.shield(self._record(claimed, attempt_number, result))
+        recording = asyncio.create_task(self._record(claimed, attempt_number, result))
+        self.recording.add(recording)
+        recording.add_done_callback(self.recording.discard)
+        await asyncio.shield(recording)
 
     async def _record(
         self, claimed: ClaimedDelivery, attempt_number: int, result: AttemptResult
@@ -254,50 +264,37 @@ class Dispatcher:
             status = DeliveryStatus.PENDING
         else:
             status = DeliveryStatus.FAILED
-        async with self.session_factory() as session:
-            deliveries = DeliveryRepository(session)
-            health = SubscriptionHealth(session, self.policy)
-            await deliveries.add_attempt(
-                {
-                    "id": new_id("att"),
-                    "delivery_id": claimed.id,
-                    "subscription_id": claimed.subscription_id,
-                    "attempt_number": attempt_number,
-                    "started_at": result.started_at,
-                    "duration_ms": result.duration_ms,
-                    "request_url": claimed.url,
-                    "request_headers": redact(result.request_headers)
-                    | {"webhook-signature": result.request_headers["webhook-signature"]},
-                    "response_status": result.status_code,
-                    "response_headers": result.response_headers,
-                    "response_body": result.response_body,
-                    "error_class": result.error_class,
-                    "error_message": result.error_message,
-                    "outcome": status,
-                    "decision": decision.reason,
-                }
-            )
-            await deliveries.finish(
-                claimed.id,
-                worker=self.name,
-                status=status,
-                attempts=attempt_number,
-                next_attempt_at=decision.next_attempt_at or now,
-                last_status_code=result.status_code,
-                last_error=None if succeeded else decision.reason,
-                now=now,
-            )
-            if succeeded:
-                await health.record_success(claimed.subscription_id, now=now)
-            elif decision.outcome is Outcome.GONE:
-                await health.disable(
-                    claimed.subscription_id, reason="subscriber answered 410 Gone", now=now
+        attempt_row = {
+            "id": new_id("att"),
+            "delivery_id": claimed.id,
+            "subscription_id": claimed.subscription_id,
+            "attempt_number": attempt_number,
+            "started_at": result.started_at,
+            "duration_ms": result.duration_ms,
+            "request_url": claimed.url,
+            "request_headers": redact(result.request_headers)
+            | {"webhook-signature": result.request_headers["webhook-signature"]},
+            "response_status": result.status_code,
+            "response_headers": result.response_headers,
+            "response_body": result.response_body,
+            "error_class": result.error_class,
+            "error_message": result.error_message,
+            "outcome": status,
+            "decision": decision.reason,
+        }
+        if succeeded:
+            assert result.status_code is not None
+            await self.recorder.record(
+                Success(
+                    delivery=SucceededDelivery(
+                        id=claimed.id, attempts=attempt_number, status_code=result.status_code
+                    ),
+                    subscription_id=claimed.subscription_id,
+                    attempt_row=attempt_row,
                 )
-            else:
-                await health.record_failure(
-                    claimed.subscription_id, reason=decision.reason, now=now
-                )
-            await session.commit()
+            )
+        else:
+            await self._record_failure(claimed, attempt_row, decision, now=now)
         metrics.current().attempt(
             outcome=status,
             status_code=result.status_code,
@@ -320,6 +317,38 @@ class Dispatcher:
             outcome=status,
             duration_ms=result.duration_ms,
         )
+
+    async def _record_failure(
+        self,
+        claimed: ClaimedDelivery,
+        attempt_row: dict[str, Any],
+        decision: Decision,
+        *,
+        now: datetime,
+    ) -> None:
+        async with self.session_factory() as session:
+            deliveries = DeliveryRepository(session)
+            health = SubscriptionHealth(session, self.policy)
+            await deliveries.add_attempts([attempt_row])
+            await deliveries.finish(
+                claimed.id,
+                worker=self.name,
+                status=attempt_row["outcome"],
+                attempts=attempt_row["attempt_number"],
+                next_attempt_at=decision.next_attempt_at or now,
+                last_status_code=attempt_row["response_status"],
+                last_error=decision.reason,
+                now=now,
+            )
+            if decision.outcome is Outcome.GONE:
+                await health.disable(
+                    claimed.subscription_id, reason="subscriber answered 410 Gone", now=now
+                )
+            else:
+                await health.record_failure(
+                    claimed.subscription_id, reason=decision.reason, now=now
+                )
+            await session.commit()
 
     def _wake_at(self, moment: datetime) -> None:
         # A retry due before the next poll would otherwise wait for the poll: claim on time.
@@ -380,6 +409,10 @@ class Dispatcher:
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
+        # A cancelled delivery whose request was answered is still writing its outcome; given
+        # back before that write, it would be finished by no one and sent again.
+        if self.recording:
+            await asyncio.wait(set(self.recording), timeout=self.settings.shutdown_grace)
         if unfinished_ids:
             async with self.session_factory() as session:
                 await DeliveryRepository(session).release(
