@@ -123,11 +123,22 @@ def _exit_quietly(_signum: int, _frame: object) -> None:
 def worker(
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="Serve this worker's attempt counters on :PORT/metrics (Prometheus)."),
+        typer.Option(
+            help="Serve this worker's attempt counters on :PORT/metrics (Prometheus), without "
+            "authentication: needs RELAY_METRICS_PUBLIC=true."
+        ),
     ] = None,
 ) -> None:
     """Run a dispatcher alone: claim due deliveries and send them, until SIGTERM or Ctrl-C."""
     settings = _settings()
+    if metrics_port is not None and not settings.metrics_public:
+        # The worker's metrics server has no token check, unlike /metrics on `relay serve`.
+        typer.echo(
+            "error: --metrics-port serves metrics without authentication; set "
+            "RELAY_METRICS_PUBLIC=true to allow that, or read them from `relay serve`'s /metrics",
+            err=True,
+        )
+        raise typer.Exit(2)
     url = _prepare_database(settings)
     if metrics_port is not None:
         start_http_server(metrics_port, addr=settings.host, registry=process_default().registry)

@@ -121,7 +121,7 @@ def _relay(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedPr
     )
 
 
-async def test_rotating_to_a_new_key_rewrites_everySecretStr(
+async def test_rotating_to_a_new_key_rewrites_every_secret(
     settings: Settings, module_database_url: str, tmp_path: Path, engine: Any
 ) -> None:
     old, new = new_key(), new_key()
@@ -161,7 +161,7 @@ async def test_rotating_to_a_new_key_rewrites_everySecretStr(
     assert "Traceback" not in wrong.stderr
 
 
-async def test_a_key_that_cannot_decrypt_gives_a_clear_error_not_aSecretStr(
+async def test_a_key_that_cannot_decrypt_gives_a_clear_error_not_a_secret(
     settings: Settings, module_database_url: str, engine: Any
 ) -> None:
     first = settings.model_copy(update={"encryption_key": SecretStr(new_key())})

@@ -92,7 +92,8 @@ async def test_recover_after_an_outage_delivers_all_200_events(
     config = configured(settings, job_batch_size=50, job_max_backlog=50)
 
     async with running_dispatcher(config, session_factory, module_database_url):
-        event_ids = await post_events(client, batches=4, size=50)
+        # 200 webhooks of one event each, as the issue tells it.
+        event_ids = await post_events(client, batches=200, size=1)
         assert len(set(event_ids)) == 200
         await eventually(lambda: _failed_count(session_factory, subscription["id"], 200), within=60)
         # Back up.
@@ -199,6 +200,55 @@ async def test_a_job_whose_worker_died_is_resumed_from_its_cursor(
     assert pending == 25
     runs = await count(session_factory, "SELECT runs FROM jobs WHERE id = :id", id=job_id)
     assert runs == 2
+
+
+async def test_recover_comes_back_for_a_delivery_that_was_locked_when_its_batch_ran(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    await create_routestripe_source(client)
+    subscription = await subscribe(client, "http://127.0.0.1:9/hook")
+    await post_events(client, batches=1, size=15)
+    await fail_all_deliveries(session_factory)
+    queued = await client.post(
+        f"/v1/subscriptions/{subscription['id']}/recover",
+        json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
+    )
+    assert queued.status_code == 202, queued.text
+    now = datetime.now(UTC)
+
+    async with session_factory() as holder, session_factory() as session:
+        # A hand retry, say, holds the oldest failed delivery while the first pass runs.
+        locked = (
+            await holder.execute(
+                text("SELECT id FROM deliveries ORDER BY created_at, id LIMIT 1 FOR UPDATE")
+            )
+        ).scalar_one()
+        job = await JobRepository(session).claim(worker="sweeper", lease=timedelta(seconds=30))
+        assert job is not None
+        progress = Progress.of(job)
+        batches = JobBatches(session, job)
+        assert not await batches.run_batch(progress, limit=10, now=now)
+        # The window's end: one delivery is still failed, so the job starts over.
+        assert not await batches.run_batch(progress, limit=10, now=now)
+        assert (progress.done, progress.cursor, progress.result["passes"]) == (14, None, 2)
+        await session.commit()
+        await holder.rollback()
+
+        # The second pass finds it free: requeued, and nothing failed is left.
+        assert await batches.run_batch(progress, limit=10, now=now)
+        await session.commit()
+
+    assert progress.done == 15
+    status = await count(
+        session_factory,
+        "SELECT count(*) FROM deliveries WHERE id = :id AND status = 'pending'",
+        id=locked,
+    )
+    assert status == 1
+    failed = await count(session_factory, "SELECT count(*) FROM deliveries WHERE status = 'failed'")
+    assert failed == 0
 
 
 async def test_a_job_waits_while_the_deliveries_it_fed_are_still_queued(

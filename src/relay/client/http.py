@@ -80,9 +80,14 @@ class RelayClient:
     ) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
-        )
+        try:
+            self.http = httpx.Client(
+                base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            )
+        except httpx.InvalidURL as exc:
+            raise ApiError(
+                f"--url {url!r} is not a valid URL ({exc}): use e.g. http://127.0.0.1:8080"
+            ) from None
 
     def close(self) -> None:
         self.http.close()
@@ -105,6 +110,8 @@ class RelayClient:
         cleaned = {key: value for key, value in (params or {}).items() if value is not None}
         try:
             response = self.http.request(method, path, params=cleaned, json=json)
+        except httpx.InvalidURL as exc:
+            raise ApiError(f"--url {self.url!r} is not a valid URL ({exc})") from None
         except httpx.ConnectError:
             raise ApiError(f"cannot reach the relay at {self.url}: is it running?") from None
         except httpx.TimeoutException:

@@ -17,6 +17,7 @@ SECRET_KEY_PARTS = (
     "signature",
     "api_key",
     "apikey",
+    "access_key",
     "cookie",
     "client_secret",
 )
@@ -24,7 +25,8 @@ REDACTED = "[redacted]"
 
 
 def is_secret_key(key: str) -> bool:
-    lowered = key.lower()
+    # Header names spell with dashes what JSON fields spell with underscores (X-API-Key).
+    lowered = key.lower().replace("-", "_")
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 

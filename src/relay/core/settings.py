@@ -10,8 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Time a worker has, after an attempt's answer, to write its outcome before its lease ends.
+LEASE_MARGIN_SECONDS = 1.0
 
 
 class Settings(BaseSettings):
@@ -144,7 +147,7 @@ class Settings(BaseSettings):
     dispatcher_lease: timedelta = Field(
         timedelta(seconds=60),
         description="How long a claimed delivery stays reserved for its worker; after that "
-        "another worker may claim it.",
+        "another worker may claim it. At least RELAY_DELIVERY_TIMEOUT + 1 s.",
     )
     shutdown_grace: float = Field(
         10.0,
@@ -237,6 +240,19 @@ class Settings(BaseSettings):
                 "postgresql://user:password@host:5432/relay"
             )
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        # A lease that ends while its request is still waiting for an answer lets another
+        # worker claim the delivery and send it a second time.
+        shortest = self.delivery_timeout + LEASE_MARGIN_SECONDS
+        if self.dispatcher_lease.total_seconds() < shortest:
+            raise ValueError(
+                f"RELAY_DISPATCHER_LEASE ({self.dispatcher_lease.total_seconds():g} s) must be "
+                f"at least RELAY_DELIVERY_TIMEOUT + {LEASE_MARGIN_SECONDS:g} s ({shortest:g} s), "
+                "so a delivery is never claimed again while its attempt is still in flight"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

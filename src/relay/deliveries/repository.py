@@ -273,7 +273,12 @@ class DeliveryRepository:
         await self.session.flush()
 
     async def count_failed(
-        self, subscription_id: str, *, since: datetime, until: datetime | None
+        self,
+        subscription_id: str,
+        *,
+        since: datetime,
+        until: datetime | None,
+        failed_before: datetime | None = None,
     ) -> int:
         query = (
             select(func.count())
@@ -286,6 +291,8 @@ class DeliveryRepository:
         )
         if until is not None:
             query = query.where(Delivery.created_at < until)
+        if failed_before is not None:
+            query = query.where(Delivery.updated_at <= failed_before)
         return int((await self.session.execute(query)).scalar_one())
 
     async def requeue_failed(
@@ -295,14 +302,17 @@ class DeliveryRepository:
         since: datetime,
         until: datetime | None,
         after: tuple[datetime, str] | None,
+        failed_before: datetime,
         limit: int,
         now: datetime,
     ) -> Sequence[tuple[datetime, str]]:
         """Puts the next `limit` failed deliveries of the window back in the queue, due now;
         returns their (created_at, id) in order, the keyset position for the next batch.
 
-        Rows another transaction holds (a hand retry, another recovery, the retention purge
-        deleting their event) are skipped rather than waited for.
+        Only deliveries that were failed by `failed_before` (the job's start) qualify, so one
+        that this job requeued and that failed again is not requeued twice. Rows another
+        transaction holds (a hand retry, another recovery, the retention purge deleting their
+        event) are skipped rather than waited for; the job sweeps again for them at the end.
         """
         result = await self.session.execute(
             _REQUEUE_FAILED,
@@ -312,6 +322,7 @@ class DeliveryRepository:
                 "until": until,
                 "after_at": after[0] if after else None,
                 "after_id": after[1] if after else None,
+                "failed_before": failed_before,
                 "limit": limit,
                 "now": now,
             },
@@ -341,6 +352,7 @@ _REQUEUE_FAILED = text(
           AND d.created_at >= :since
           AND (CAST(:until AS timestamptz) IS NULL OR d.created_at < :until)
           AND (CAST(:after_id AS text) IS NULL OR (d.created_at, d.id) > (:after_at, :after_id))
+          AND d.updated_at <= :failed_before
         ORDER BY d.created_at, d.id
         LIMIT :limit
         FOR UPDATE OF d SKIP LOCKED
@@ -358,6 +370,7 @@ _REQUEUE_FAILED = text(
     bindparam("until", type_=DateTime(timezone=True)),
     bindparam("after_at", type_=DateTime(timezone=True)),
     bindparam("after_id", type_=String()),
+    bindparam("failed_before", type_=DateTime(timezone=True)),
     bindparam("now", type_=DateTime(timezone=True)),
 )
 

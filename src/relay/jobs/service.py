@@ -32,6 +32,10 @@ from relay.subscriptions.models import Subscription, SubscriptionState
 from relay.subscriptions.repository import SubscriptionRepository
 from relay.vendors.registry import VENDORS
 
+# Passes over a recovery's window: the first requeues all it can, the others only what was
+# locked by another transaction when the pass came by.
+MAX_RECOVER_PASSES = 5
+
 
 class JobFailed(Exception):
     """A job cannot go on (its subscription was deleted or disabled meanwhile)."""
@@ -284,11 +288,13 @@ class JobBatches:
             )
         since = _instant(params["since"])
         assert since is not None
+        until = _instant(params.get("until"))
         requeued = await self.deliveries.requeue_failed(
             subscription.id,
             since=since,
-            until=_instant(params.get("until")),
+            until=until,
             after=_position(progress.cursor),
+            failed_before=self.job.created_at,
             limit=limit,
             now=now,
         )
@@ -298,7 +304,19 @@ class JobBatches:
             progress.count("requeued", len(requeued))
             progress.count("batches", 1)
             await self.deliveries.notify()
-        return len(requeued) < limit
+        if len(requeued) == limit:
+            return False
+        # The end of a pass. Rows that were locked when their batch ran were skipped; while
+        # some remain, start over from the beginning of the window (a few passes at most).
+        left = await self.deliveries.count_failed(
+            subscription.id, since=since, until=until, failed_before=self.job.created_at
+        )
+        passes = progress.result.get("passes", 1)
+        if left and passes < MAX_RECOVER_PASSES:
+            progress.cursor = None
+            progress.result["passes"] = passes + 1
+            return False
+        return True
 
     async def _replay(self, progress: Progress, *, limit: int, now: datetime) -> bool:
         params = self.job.params

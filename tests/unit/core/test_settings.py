@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,12 @@ def test_env_example_values_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_database_url_must_be_postgresql() -> None:
     with pytest.raises(ValidationError, match="PostgreSQL URL"):
         Settings(database_url="sqlite:///relay.db", _env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_lease_shorter_than_an_attempt_is_refused_with_what_to_set() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(dispatcher_lease=timedelta(seconds=10), delivery_timeout=15)
+    assert "RELAY_DISPATCHER_LEASE (10 s) must be at least RELAY_DELIVERY_TIMEOUT + 1 s" in str(
+        refused.value
+    )
+    assert Settings(dispatcher_lease=timedelta(seconds=16), delivery_timeout=15)
