@@ -26,6 +26,7 @@ from relay.dispatcher.worker import Dispatcher
 from relay.events.endpoints import router as events_router
 from relay.health.endpoints import router as health_router
 from relay.ingest.endpoints import admin_router as requests_router
+from relay.ingest.endpoints import fast_ingest_route
 from relay.ingest.endpoints import router as ingest_router
 from relay.jobs.endpoints import router as jobs_router
 from relay.observability import metrics as observability
@@ -126,4 +127,5 @@ def create_app(
         api_keys_router,
     ):
         app.include_router(router)
+    app.router.routes.insert(0, fast_ingest_route)
     return app

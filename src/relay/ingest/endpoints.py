@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import ClientDisconnect
+from starlette.routing import Route
 
 from relay.core.auth import require_admin
 from relay.core.errors import NotFound, error_response
@@ -154,6 +155,16 @@ async def ingest_webhook(slug: str, request: Request) -> JSONResponse:
             **({"ping": True} if outcome.verdict == Verdict.PING else {}),
         }
     )
+
+
+async def _serve_ingest(request: Request) -> JSONResponse:
+    return await ingest_webhook(request.path_params["slug"], request)
+
+
+# The route that serves /ingest/{slug}: a plain Starlette route, placed ahead of the FastAPI one
+# above, which stays for the OpenAPI description. It skips FastAPI's per-request dependency
+# solving, which this one path does not need: 15 % more webhooks/s (docs/benchmarks.md).
+fast_ingest_route = Route("/ingest/{slug}", _serve_ingest, methods=["POST"])
 
 
 def _client_went_away(slug: str) -> JSONResponse:
