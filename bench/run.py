@@ -309,22 +309,28 @@ class Run:
                     await self.subscription(api, subscriber_url, active=False)
                     for _ in range(max(FANOUT))
                 ]
-                runs = []
+                # Up and down again, keeping each count's best run: 9 extra rows change a
+                # request's time by a few percent, which one disturbed run can hide.
+                best: dict[int, float] = {}
                 active = 0
-                for count in FANOUT:
+                for count in (*FANOUT, *reversed(FANOUT)):
+                    for subscription in fanout_subscriptions[count:active]:
+                        await self.set_active(api, subscription, active=False)
                     for subscription in fanout_subscriptions[active:count]:
                         await self.set_active(api, subscription, active=True)
                     active = count
                     result = await self.measure_ingest(
                         f"{base}/ingest/bringg", "bringg", self.profile.fanout_seconds
                     )
-                    runs.append(
-                        {
-                            "subscriptions": count,
-                            "per_s": result["per_second"],
-                            "ms_per_request": 1000 / result["per_second"],
-                        }
-                    )
+                    best[count] = max(best.get(count, 0.0), result["per_second"])
+                runs = [
+                    {
+                        "subscriptions": count,
+                        "per_s": best[count],
+                        "ms_per_request": 1000 / best[count],
+                    }
+                    for count in FANOUT
+                ]
                 self.figures["fanout"] = {"runs": runs}
                 for subscription in fanout_subscriptions:
                     await self.set_active(api, subscription, active=False)

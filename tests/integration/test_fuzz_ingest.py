@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -325,3 +326,79 @@ async def test_garbage_at_the_admin_api_is_a_reasoned_4xx_never_a_5xx(
         run_on(loop, one(*call, body, query, junk.replace("/", "_").replace("?", "_")))
 
     await asyncio.to_thread(check)
+
+
+OAUTH_SECRET = "fuzz-oauth-client-secret-0123456789abcdef"
+token_fields = st.dictionaries(
+    st.sampled_from(["grant_type", "client_id", "client_secret", "scope"]) | st.text(max_size=8),
+    st.sampled_from(["client_credentials", "bringg", OAUTH_SECRET, ""]) | st.text(max_size=20),
+    max_size=5,
+)
+token_bodies = st.one_of(
+    token_fields.map(lambda fields: urlencode(fields).encode()),
+    token_fields.map(lambda fields: json.dumps(fields).encode()),
+    json_values.map(lambda value: json.dumps(value).encode()),
+    st.binary(max_size=256),
+)
+authorizations = st.one_of(
+    st.just(""),
+    st.just("Basic " + base64.b64encode(f"bringg:{OAUTH_SECRET}".encode()).decode()),
+    st.binary(max_size=40).map(lambda raw: "Basic " + base64.b64encode(raw).decode()),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+)
+
+
+async def test_garbage_at_the_oauth_token_endpoint_is_an_rfc_6749_error_or_a_token(
+    client: httpx.AsyncClient,
+) -> None:
+    created = await client.post(
+        "/v1/sources",
+        json={
+            "slug": "fuzz-oauth",
+            "vendor": "bringg",
+            "verification": {
+                "type": "oauth2",
+                "client_id": "bringg",
+                "client_secret": OAUTH_SECRET,
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    loop = asyncio.get_running_loop()
+    seen: dict[int, int] = {}
+
+    async def one(body: bytes, content_type: str, authorization: str) -> None:
+        response = await client.post(
+            "/ingest/fuzz-oauth/oauth/token",
+            content=body,
+            headers={"Content-Type": content_type, "Authorization": authorization},
+        )
+        assert response.status_code < 500, (response.status_code, response.text[:500])
+        answer = response.json()
+        seen[response.status_code] = seen.get(response.status_code, 0) + 1
+        if response.status_code == 200:
+            assert answer["token_type"] == "Bearer"
+            assert answer["access_token"]
+        else:
+            assert isinstance(answer["error"], str)
+            assert answer["error_description"]
+
+    @FUZZ
+    @given(body=token_bodies, content_type=content_types, authorization=authorizations)
+    def check(body: bytes, content_type: str, authorization: str) -> None:
+        run_on(loop, one(body, content_type, authorization))
+
+    await asyncio.to_thread(check)
+    assert seen.get(400, 0) + seen.get(401, 0) > 0, seen
+
+    # The one well-formed request among them all gets its token.
+    granted = await client.post(
+        "/ingest/fuzz-oauth/oauth/token",
+        content=urlencode({"grant_type": "client_credentials"}).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "Basic "
+            + base64.b64encode(f"bringg:{OAUTH_SECRET}".encode()).decode(),
+        },
+    )
+    assert granted.status_code == 200, granted.text

@@ -328,6 +328,7 @@ async def test_one_webhook_can_be_followed_through_the_logs_by_its_event_id(
     assert ingest["event_ids"] == [event_id]
     attempt = by_event["delivery_attempt"]
     assert attempt["event_id"] == event_id
+    assert attempt["source"] == "rs"
     assert attempt["subscription_id"] == subscription_id
     assert attempt["delivery_id"].startswith("dlv_")
     assert attempt["outcome"] == "succeeded"

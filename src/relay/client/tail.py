@@ -115,7 +115,7 @@ def tail(
     ] = None,
     source: Annotated[str | None, typer.Option(help="Only this source (id or slug).")] = None,
     subscription: Annotated[
-        str | None, typer.Option(help="Only attempts for this subscription id.")
+        str | None, typer.Option(help="Only its events and attempts (subscription id).")
     ] = None,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,

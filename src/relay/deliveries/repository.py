@@ -49,10 +49,13 @@ _CLAIM = text(
         FOR UPDATE OF candidate SKIP LOCKED
     ) AS picked,
     events AS e,
+    sources AS src,
     subscriptions AS s
-    WHERE d.id = picked.id AND e.id = d.event_id AND s.id = d.subscription_id
+    WHERE d.id = picked.id AND e.id = d.event_id AND src.id = e.source_id
+      AND s.id = d.subscription_id
     RETURNING d.id, d.event_id, d.subscription_id, d.attempts, d.created_at,
               e.type AS event_type, e.envelope, e.received_at AS event_received_at,
+              src.slug AS source,
               s.url, s.headers, s.secret, s.previous_secret, s.previous_secret_expires_at,
               s.retry_schedule, s.max_concurrency, s.rate_limit_per_second,
               s.active, s.state, s.deleted_at, s.breaker_open_until
@@ -88,6 +91,8 @@ class ClaimedDelivery:
     event_type: str
     envelope: str
     event_received_at: datetime
+    # The slug of the event's source, for the logs.
+    source: str
     url: str
     headers: dict[str, str]
     secret: str

@@ -110,16 +110,16 @@ class ShardedConnectionPool:
     httpcore's pool walks all of its connections, asking each socket whether it is readable,
     on every request and on every response close, so one pool of 100 connections costs O(100)
     system calls per delivery (46 % of the worker's time in a profile). Small pools keep that
-    walk short; each request goes to the shard with the fewest requests in flight.
+    walk short; each request goes to the shard with the fewest requests in flight for its size.
     """
 
     def __init__(self, make_pool: Callable[[int], httpcore.AsyncConnectionPool], size: int) -> None:
-        sizes = [min(SHARD_SIZE, size - start) for start in range(0, size, SHARD_SIZE)]
-        self.shards = [make_pool(shard_size) for shard_size in sizes]
+        self.sizes = [min(SHARD_SIZE, size - start) for start in range(0, size, SHARD_SIZE)]
+        self.shards = [make_pool(shard_size) for shard_size in self.sizes]
         self.in_flight = [0] * len(self.shards)
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        index = min(range(len(self.shards)), key=self.in_flight.__getitem__)
+        index = min(range(len(self.shards)), key=lambda i: self.in_flight[i] / self.sizes[i])
         self.in_flight[index] += 1
 
         def release() -> None:

@@ -310,6 +310,7 @@ class Dispatcher:
             "delivery_attempt",
             delivery_id=claimed.id,
             event_id=claimed.event_id,
+            source=claimed.source,
             subscription_id=claimed.subscription_id,
             attempt=attempt_number,
             status_code=result.status_code,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -66,11 +67,31 @@ class SubscriptionTarget:
     """What fan-out needs of a live subscription to decide whether it wants an event."""
 
     id: str
-    event_types: list[str]
-    vendors: list[str] | None
-    source_ids: list[str] | None
+    event_types: tuple[str, ...]
+    vendors: tuple[str, ...] | None
+    source_ids: tuple[str, ...] | None
     filter: dict[str, Any] | None
     ordered: bool
+
+
+def _optional_tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
+
+
+@lru_cache(maxsize=64)
+def _targets(subscriptions_json: str) -> tuple[SubscriptionTarget, ...]:
+    # Keyed by the document itself: the same live subscriptions, parsed once, never stale.
+    return tuple(
+        SubscriptionTarget(
+            id=item["id"],
+            event_types=tuple(item["event_types"]),
+            vendors=_optional_tuple(item["vendors"]),
+            source_ids=_optional_tuple(item["source_ids"]),
+            filter=item["filter"],
+            ordered=item["ordered"],
+        )
+        for item in orjson.loads(subscriptions_json)
+    )
 
 
 @dataclass(slots=True)
@@ -234,7 +255,7 @@ class IngestRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
 
-    async def lookup(self, slug: str) -> tuple[SourceRow, list[SubscriptionTarget]] | None:
+    async def lookup(self, slug: str) -> tuple[SourceRow, Sequence[SubscriptionTarget]] | None:
         row = (await self.connection.execute(_LOOKUP, {"slug": slug})).one_or_none()
         if row is None:
             return None
@@ -247,8 +268,7 @@ class IngestRepository:
             verification_token=row.verification_token,
             mapping_json=row.mapping_json,
         )
-        targets = [SubscriptionTarget(**item) for item in orjson.loads(row.subscriptions_json)]
-        return source, targets
+        return source, _targets(row.subscriptions_json)
 
     async def record(self, row: RequestLogRow) -> None:
         """A request that stored no event: rejected, invalid, or a vendor's ping."""

@@ -8,6 +8,7 @@ so a 200 means all of it is durable, and a failure before leaves nothing behind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -132,7 +133,7 @@ class IngestService:
         self,
         webhook: IncomingWebhook,
         source: IngestSource,
-        subscriptions: list[SubscriptionTarget],
+        subscriptions: Sequence[SubscriptionTarget],
     ) -> IngestOutcome:
         verdict = verify(
             source.verification,
@@ -196,7 +197,7 @@ class IngestService:
         webhook: IncomingWebhook,
         source: IngestSource,
         parsed: ParsedWebhook,
-        subscriptions: list[SubscriptionTarget],
+        subscriptions: Sequence[SubscriptionTarget],
     ) -> IngestOutcome:
         unique: dict[str, NormalizedEvent] = {}
         for event in parsed.events:

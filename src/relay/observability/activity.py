@@ -56,7 +56,7 @@ async def activity(
     type: Annotated[str | None, Query(description="Only this event type.")] = None,
     source: Annotated[str | None, Query(description="Only this source (id or slug).")] = None,
     subscription_id: Annotated[
-        str | None, Query(description="Only attempts for this subscription (events are all).")
+        str | None, Query(description="Only events sent to this subscription, and its attempts.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ITEMS, description="Items per list.")] = 200,
 ) -> Activity:

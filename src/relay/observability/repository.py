@@ -60,6 +60,9 @@ _RECENT_EVENTS = _since(
     WHERE e.id >= :lowest_id AND e.received_at >= :since
       AND (CAST(:type AS text) IS NULL OR e.type = :type)
       AND (CAST(:source AS text) IS NULL OR s.id = :source OR s.slug = :source)
+      AND (CAST(:subscription_id AS text) IS NULL OR EXISTS (
+          SELECT 1 FROM deliveries AS d
+          WHERE d.event_id = e.id AND d.subscription_id = :subscription_id))
     ORDER BY e.id
     LIMIT :limit
     """
@@ -104,6 +107,7 @@ class ActivityRepository:
                 "since": query.since,
                 "type": query.type,
                 "source": query.source,
+                "subscription_id": query.subscription_id,
                 "limit": limit,
             },
         )

@@ -6,6 +6,7 @@ connect; name resolution is a fake that can answer differently each time (DNS re
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import socket
 from collections.abc import Iterable, Sequence
@@ -16,8 +17,15 @@ import httpx
 import pytest
 
 from relay.core.netguard import DestinationPolicy
-from relay.dispatcher.sender import RESPONSE_BODY_LIMIT, AttemptResult, OutgoingDelivery, send
-from relay.dispatcher.transport import GuardedTransport, SocketOption
+from relay.dispatcher.sender import (
+    RESPONSE_BODY_LIMIT,
+    AttemptResult,
+    OutgoingDelivery,
+    create_client,
+    send,
+)
+from relay.dispatcher.transport import GuardedTransport, ShardedConnectionPool, SocketOption
+from tests.support.subscriber import eventually
 
 OK = [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n\r\n", b"ok"]
 
@@ -229,3 +237,89 @@ async def test_a_compressed_answer_is_neither_asked_for_nor_decompressed() -> No
     assert len(result.response_body) <= RESPONSE_BODY_LIMIT
     # The excerpt is the compressed bytes as they came (gzip's magic first), not zeros.
     assert result.response_body.startswith("\x1f")
+
+
+async def test_proxy_settings_in_the_environment_are_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # If the client obeyed these, every request would go to a port nothing listens on.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead_proxy = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, dead_proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
+    client = create_client(max_connections=2, policy=policy)
+    try:
+        result = await send(client, delivery(f"http://127.0.0.1:{port}/in"), attempt_timeout=5.0)
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert result.status_code == 204, result.error_message
+
+
+class GatedBackend(RecordingBackend):
+    """Answers only once `gate` opens, so requests pile up in flight."""
+
+    def __init__(self, buffer: list[bytes], gate: asyncio.Event) -> None:
+        super().__init__(buffer)
+        self.gate = gate
+        self.gate_waiters: list[str] = []
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        self.gate_waiters.append(host)
+        await self.gate.wait()
+        return await super().connect_tcp(host, port, timeout, local_address, socket_options)
+
+
+async def test_the_pool_is_split_into_small_shards_that_share_the_load_and_the_cap() -> None:
+    gate = asyncio.Event()
+    # Each mock connection answers once, so it says so: the waiting requests get new ones.
+    answer_once = [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\nConnection: close\r\n\r\n", b"ok"]
+    backend = GatedBackend(answer_once, gate)
+    transport = GuardedTransport(
+        DestinationPolicy(),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=0),
+        resolver=ScriptedResolver(["93.184.215.14"]),
+        inner=backend,
+    )
+    pool = transport._pool
+    assert isinstance(pool, ShardedConnectionPool)
+    assert [len(shard.connections) for shard in pool.shards] == [0, 0, 0]
+    assert sum(shard._max_connections for shard in pool.shards) == 20
+    async with httpx.AsyncClient(transport=transport, follow_redirects=False) as client:
+        sends = [
+            asyncio.create_task(
+                send(client, delivery("http://hooks.example.com/in"), attempt_timeout=5.0)
+            )
+            for _ in range(30)
+        ]
+        await eventually(
+            lambda: sum(pool.in_flight) == 30 and len(backend.gate_waiters) == 20, within=10
+        )
+        # Every shard opens all the connections it may, no more: 20 in all, 10 requests wait.
+        assert [len(shard.connections) for shard in pool.shards] == [8, 8, 4]
+        assert sum(pool.in_flight) == 30
+        gate.set()
+        results = await asyncio.gather(*sends)
+    assert [result.status_code for result in results] == [200] * 30
+    assert pool.in_flight == [0, 0, 0]
