@@ -427,3 +427,64 @@ async def _held(session_factory: async_sessionmaker[AsyncSession]) -> bool:
     async with session_factory() as session:
         held = await session.scalar(text("SELECT count(*) FROM deliveries WHERE held"))
     return held == 1
+
+
+async def _listener_pids(session_factory: async_sessionmaker[AsyncSession]) -> list[int]:
+    async with session_factory() as session:
+        rows = await session.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+            )
+        )
+        return [int(pid) for pid in rows.scalars()]
+
+
+async def test_the_listener_reconnects_when_its_connection_is_killed(
+    client: httpx.AsyncClient,
+    subscriber: Subscriber,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    module_database_url: str,
+) -> None:
+    await create_routestripe_source(client)
+    await subscribe(client, subscriber.url("/after-kill"))
+    # Polling every 30 s: a delivery within seconds proves the NOTIFY reached a new LISTEN.
+    async with running_dispatcher(fast(settings), session_factory, module_database_url):
+        await eventually(lambda: _listener_pids(session_factory), within=10)
+        [killed] = await _listener_pids(session_factory)
+        async with session_factory() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed})
+        await eventually(lambda: _has_new_listener(session_factory, than=killed), within=15)
+        assert (await post_routestripe(client, [visit_event()])).status_code == 200
+        await subscriber.wait_for(1, path="/after-kill", within=5)
+
+
+async def _has_new_listener(
+    session_factory: async_sessionmaker[AsyncSession], *, than: int
+) -> bool:
+    pids = await _listener_pids(session_factory)
+    return bool(pids) and than not in pids
+
+
+async def test_a_subscription_rate_limit_spaces_its_deliveries(
+    client: httpx.AsyncClient,
+    subscriber: Subscriber,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    module_database_url: str,
+) -> None:
+    await create_routestripe_source(client)
+    await subscribe(client, subscriber.url("/paced"), rate_limit_per_second=2)
+    async with running_dispatcher(
+        fast(settings, dispatcher_poll_interval=0.2), session_factory, module_database_url
+    ):
+        assert (
+            await post_routestripe(client, [visit_event() for _ in range(6)])
+        ).status_code == 200
+        received = await subscriber.wait_for(6, path="/paced", within=30)
+    arrivals = sorted(item.at for item in received)
+    # A bucket of 2 tokens refilled at 2/s: the last 4 take at least 2 s. Never faster; a
+    # slow machine only spreads them more.
+    assert arrivals[-1] - arrivals[0] >= 1.6, arrivals
+    assert len({item.headers["webhook-id"] for item in received}) == 6

@@ -282,6 +282,9 @@ async def test_unknown_slug_404_and_inactive_source_403(client: httpx.AsyncClien
     assert "no source with slug 'nobody'" in unknown.json()["error"]["message"]
     assert inactive.status_code == 403
     assert await event_count(client) == 0
+    # The inactive source's request is in the log; the unknown slug's is not.
+    logged = (await client.get("/v1/requests")).json()["data"]
+    assert [(row["slug"], row["status_code"]) for row in logged] == [("rs", 403)]
 
 
 async def test_missing_signature_is_401_and_logged_with_redacted_headers(

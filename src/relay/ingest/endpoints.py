@@ -113,6 +113,8 @@ async def ingest_webhook(slug: str, request: Request) -> JSONResponse:
         repository = IngestRepository(connection)
         found = await repository.lookup(slug)
         if found is None:
+            # Logged, not stored: anyone may send these, in any number.
+            log.info("ingest_unknown_source", source=slug, remote_addr=webhook.remote_addr)
             return error_response(404, "unknown_source", f"no source with slug '{slug}'")
         source = IngestSource.of(found[0])
         service = IngestService(repository, max_json_depth=settings.max_json_depth)
