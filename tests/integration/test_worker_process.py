@@ -36,8 +36,9 @@ def worker_env(module_database_url: str, tmp_path: Path) -> dict[str, str]:
         RELAY_ADMIN_TOKEN=ADMIN_TOKEN,
         RELAY_ALLOWED_DESTINATION_NETWORKS="127.0.0.0/8",
         RELAY_LOG_FORMAT="json",
-        RELAY_DISPATCHER_LEASE="PT3S",
+        RELAY_DISPATCHER_LEASE="PT5S",
         RELAY_DELIVERY_TIMEOUT="2",
+        RELAY_DB_CONNECT_TIMEOUT="1",
         RELAY_DISPATCHER_POLL_INTERVAL="0.5",
     )
     return env

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Time a worker has, after an attempt's answer, to write its outcome before its lease ends.
+# Time a worker has, beyond the attempt's bounded waits, before its lease ends.
 LEASE_MARGIN_SECONDS = 1.0
 
 
@@ -147,7 +147,8 @@ class Settings(BaseSettings):
     dispatcher_lease: timedelta = Field(
         timedelta(seconds=60),
         description="How long a claimed delivery stays reserved for its worker; after that "
-        "another worker may claim it. At least RELAY_DELIVERY_TIMEOUT + 1 s.",
+        "another worker may claim it. At least RELAY_DELIVERY_TIMEOUT + 2 x "
+        "RELAY_DB_CONNECT_TIMEOUT + 1 s.",
     )
     shutdown_grace: float = Field(
         10.0,
@@ -243,14 +244,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> Settings:
-        # A lease that ends while its request is still waiting for an answer lets another
-        # worker claim the delivery and send it a second time.
-        shortest = self.delivery_timeout + LEASE_MARGIN_SECONDS
+        # A lease that ends while its attempt is still under way lets another worker claim the
+        # delivery and send it a second time. An attempt is the request itself plus, at worst,
+        # a wait for a database connection before it and another for the write after it.
+        shortest = self.delivery_timeout + 2 * self.db_connect_timeout + LEASE_MARGIN_SECONDS
         if self.dispatcher_lease.total_seconds() < shortest:
             raise ValueError(
                 f"RELAY_DISPATCHER_LEASE ({self.dispatcher_lease.total_seconds():g} s) must be "
-                f"at least RELAY_DELIVERY_TIMEOUT + {LEASE_MARGIN_SECONDS:g} s ({shortest:g} s), "
-                "so a delivery is never claimed again while its attempt is still in flight"
+                "at least RELAY_DELIVERY_TIMEOUT + 2 x RELAY_DB_CONNECT_TIMEOUT + "
+                f"{LEASE_MARGIN_SECONDS:g} s ({shortest:g} s), so a delivery is not claimed "
+                "again while its attempt is still under way"
             )
         return self
 

@@ -7,6 +7,9 @@ attempt insert, one guarded update of the deliveries, one breaker update for the
 subscriptions. An idle recorder writes a lone success at once, so batching adds no wait.
 Failures and retries keep their own transaction (see worker.py): they are rare and each
 decides something about its subscription.
+
+A batch that fails is written again one success at a time, so one bad row (an event deleted
+meanwhile, a deadlock) costs only its own outcome, not its neighbours'.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relay.core.logging import get_logger
+from relay.db.retry import retrying_while_unavailable
 from relay.deliveries.repository import DeliveryRepository, SucceededDelivery
 from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
+
+log = get_logger(__name__)
 
 # Rows written in one transaction at most; what arrives beyond waits for the next one.
 MAX_BATCH = 500
@@ -31,6 +38,9 @@ class Success:
     delivery: SucceededDelivery
     subscription_id: str
     attempt_row: dict[str, Any]
+
+
+Waiting = tuple[Success, "asyncio.Future[None]"]
 
 
 class SuccessRecorder:
@@ -46,44 +56,84 @@ class SuccessRecorder:
         self.policy = policy
         self.worker = worker
         self.clock = clock
-        self.queue: list[tuple[Success, asyncio.Future[None]]] = []
+        self.queue: list[Waiting] = []
+        self.batch: list[Waiting] = []
         self.writer: asyncio.Task[None] | None = None
 
     async def record(self, success: Success) -> None:
-        """Returns once the success is committed; raises what the write raised."""
+        """Returns once the success is committed; raises what its write raised."""
         done = asyncio.get_running_loop().create_future()
         self.queue.append((success, done))
         if self.writer is None:
-            self.writer = asyncio.create_task(self._write_all(), name="relay-recorder")
+            self._start_writer()
         await done
 
+    def _start_writer(self) -> None:
+        self.writer = asyncio.create_task(self._write_all(), name="relay-recorder")
+        self.writer.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, writer: asyncio.Task[None]) -> None:
+        if self.writer is not writer:
+            return
+        self.writer = None
+        if writer.cancelled():
+            # The loop is closing (even before the writer began): no caller may wait for a
+            # write that never comes.
+            _settle([*self.batch, *self.queue], asyncio.CancelledError())
+            self.batch, self.queue = [], []
+        elif self.queue:
+            # Queued after the writer's last look, before this callback ran.
+            self._start_writer()
+
     async def _write_all(self) -> None:
-        # Keeps writing until the queue is empty; every waiter's future is settled.
-        try:
-            while self.queue:
-                batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
-                try:
-                    await self._write([success for success, _ in batch])
-                except Exception as exc:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+        while self.queue:
+            self.batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
+            try:
+                await self._write([success for success, _ in self.batch])
+            except Exception as exc:
+                if len(self.batch) == 1:
+                    _settle(self.batch, exc)
                     continue
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
-        finally:
-            self.writer = None
+                log.warning(
+                    "recorder_batch_failed", deliveries=len(self.batch), error=type(exc).__name__
+                )
+                for waiting in self.batch:
+                    await self._write_alone(waiting)
+                continue
+            _settle(self.batch, None)
+        self.batch = []
+
+    async def _write_alone(self, waiting: Waiting) -> None:
+        try:
+            await self._write([waiting[0]])
+        except Exception as exc:
+            _settle([waiting], exc)
+        else:
+            _settle([waiting], None)
 
     async def _write(self, batch: list[Success]) -> None:
-        now = self.clock()
-        async with self.session_factory() as session:
-            deliveries = DeliveryRepository(session)
-            await deliveries.add_attempts([success.attempt_row for success in batch])
-            await deliveries.finish_succeeded(
-                [success.delivery for success in batch], worker=self.worker, now=now
-            )
-            await SubscriptionHealth(session, self.policy).record_successes(
-                {success.subscription_id for success in batch}, now=now
-            )
-            await session.commit()
+        async for attempt in retrying_while_unavailable():
+            with attempt:
+                now = self.clock()
+                async with self.session_factory() as session:
+                    deliveries = DeliveryRepository(session)
+                    await deliveries.add_attempts([success.attempt_row for success in batch])
+                    await deliveries.finish_succeeded(
+                        [success.delivery for success in batch], worker=self.worker, now=now
+                    )
+                    await SubscriptionHealth(session, self.policy).record_successes(
+                        {success.subscription_id for success in batch}, now=now
+                    )
+                    await session.commit()
+
+
+def _settle(waiting: list[Waiting], error: BaseException | None) -> None:
+    for _, done in waiting:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        elif isinstance(error, asyncio.CancelledError):
+            done.cancel()
+        else:
+            done.set_exception(error)

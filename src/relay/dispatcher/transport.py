@@ -110,7 +110,7 @@ class ShardedConnectionPool:
     httpcore's pool walks all of its connections, asking each socket whether it is readable,
     on every request and on every response close, so one pool of 100 connections costs O(100)
     system calls per delivery (46 % of the worker's time in a profile). Small pools keep that
-    walk short; each request goes to the shard with the fewest requests in flight for its size.
+    walk short. Requests to one destination keep to the same shards (see `_shard_for`).
     """
 
     def __init__(self, make_pool: Callable[[int], httpcore.AsyncConnectionPool], size: int) -> None:
@@ -119,7 +119,7 @@ class ShardedConnectionPool:
         self.in_flight = [0] * len(self.shards)
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        index = min(range(len(self.shards)), key=lambda i: self.in_flight[i] / self.sizes[i])
+        index = self._shard_for(request.url)
         self.in_flight[index] += 1
 
         def release() -> None:
@@ -133,6 +133,17 @@ class ShardedConnectionPool:
         assert isinstance(response.stream, AsyncIterable)
         response.stream = _ShardStream(response.stream, release)
         return response
+
+    def _shard_for(self, url: httpcore.URL) -> int:
+        # A destination keeps to the same shards, so its idle connections are there to reuse:
+        # its home shard first, the next ones while that is full, the least loaded when all are.
+        count = len(self.shards)
+        home = hash((url.scheme, url.host, url.port)) % count
+        for step in range(count):
+            index = (home + step) % count
+            if self.in_flight[index] < self.sizes[index]:
+                return index
+        return min(range(count), key=lambda i: self.in_flight[i] / self.sizes[i])
 
     async def __aenter__(self) -> ShardedConnectionPool:
         return self
@@ -167,7 +178,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         # pools configured the same way on top of the guarded backend.
         ssl_context = httpx.create_ssl_context(trust_env=False)
         backend = GuardedBackend(policy, resolver=resolver, inner=inner)
-        total = limits.max_connections or 100
+        total = limits.max_connections
+        if total is None:
+            raise ValueError("the delivery transport needs a connection cap (max_connections)")
 
         def make_pool(size: int) -> httpcore.AsyncConnectionPool:
             return httpcore.AsyncConnectionPool(

@@ -28,6 +28,7 @@ from relay.core.ids import new_id
 from relay.core.logging import get_logger, redact
 from relay.core.netguard import DestinationPolicy
 from relay.core.settings import Settings
+from relay.db.retry import retrying_while_unavailable
 from relay.deliveries.models import DeliveryStatus
 from relay.deliveries.repository import ClaimedDelivery, DeliveryRepository, SucceededDelivery
 from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
@@ -106,8 +107,8 @@ class Dispatcher:
         self.recorder = SuccessRecorder(
             session_factory, self.policy, worker=self.name, clock=self.clock
         )
-        # Outcomes being written, awaited at shutdown before any lease is given back.
-        self.recording: set[asyncio.Task[None]] = set()
+        # Outcomes being written, by delivery id: awaited at shutdown, and never given back.
+        self.recording: dict[str, asyncio.Task[None]] = {}
         self.delivered = 0
 
     def stop(self) -> None:
@@ -240,8 +241,8 @@ class Dispatcher:
         result = await send(self.client, outgoing, attempt_timeout=self.settings.delivery_timeout)
         # The outcome is written even if shutdown cancels us now: the request was made.
         recording = asyncio.create_task(self._record(claimed, attempt_number, result))
-        self.recording.add(recording)
-        recording.add_done_callback(self.recording.discard)
+        self.recording[claimed.id] = recording
+        recording.add_done_callback(lambda _task: self.recording.pop(claimed.id, None))
         await asyncio.shield(recording)
 
     async def _record(
@@ -327,6 +328,18 @@ class Dispatcher:
         *,
         now: datetime,
     ) -> None:
+        async for attempt in retrying_while_unavailable():
+            with attempt:
+                await self._write_failure(claimed, attempt_row, decision, now=now)
+
+    async def _write_failure(
+        self,
+        claimed: ClaimedDelivery,
+        attempt_row: dict[str, Any],
+        decision: Decision,
+        *,
+        now: datetime,
+    ) -> None:
         async with self.session_factory() as session:
             deliveries = DeliveryRepository(session)
             health = SubscriptionHealth(session, self.policy)
@@ -403,6 +416,7 @@ class Dispatcher:
         """Lets requests in flight finish for a bounded time, then gives the rest back."""
         if not self.in_flight:
             return
+        deadline = time.monotonic() + self.settings.shutdown_grace
         pending = list(self.in_flight.values())
         log.info("dispatcher_draining", in_flight=len(pending))
         _done, unfinished = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
@@ -410,10 +424,14 @@ class Dispatcher:
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        # A cancelled delivery whose request was answered is still writing its outcome; given
-        # back before that write, it would be finished by no one and sent again.
+        # A delivery whose request was answered is still writing its outcome. It is never
+        # given back: handed to another worker before that write, it would be sent again. If
+        # the write outlasts the grace period, its lease runs out instead, as if we had died.
         if self.recording:
-            await asyncio.wait(set(self.recording), timeout=self.settings.shutdown_grace)
+            await asyncio.wait(
+                set(self.recording.values()), timeout=max(deadline - time.monotonic(), 0.1)
+            )
+        unfinished_ids = [id_ for id_ in unfinished_ids if id_ not in self.recording]
         if unfinished_ids:
             async with self.session_factory() as session:
                 await DeliveryRepository(session).release(

@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
@@ -23,8 +22,8 @@ from relay.core.settings import Settings
 from relay.db.session import DbSession
 from relay.ingest.limits import limiter_of
 from relay.ingest.models import RequestLog
-from relay.ingest.repository import IngestRepository, RequestLogRepository
-from relay.ingest.service import IncomingWebhook, IngestService, IngestSource, Verdict
+from relay.ingest.repository import RequestLogRepository
+from relay.ingest.service import IncomingWebhook, IngestService, Verdict
 from relay.observability import metrics
 from relay.sources.repository import SourceRepository
 from relay.sources.service import verification_of
@@ -93,57 +92,50 @@ async def ingest_webhook(slug: str, request: Request) -> JSONResponse:
         content_type=request.headers.get("content-type"),
         remote_addr=_remote_addr(request),
     )
-    # The body is read before a database connection is taken, so a slow client holds none.
+    service = IngestService(request.app.state.ingest_engine, max_json_depth=settings.max_json_depth)
+    found = await service.lookup(slug)
+    if found is None:
+        # Logged, not stored: anyone may send these, in any number.
+        log.info("ingest_unknown_source", source=slug, remote_addr=webhook.remote_addr)
+        return error_response(404, "unknown_source", f"no source with slug '{slug}'")
+    source, subscriptions = found
+    if not source.active:
+        await service.record_rejection(
+            webhook, source, status_code=403, reason="source is inactive"
+        )
+        return error_response(403, "source_inactive", f"source '{slug}' is inactive")
+
+    # Checked before the body is read, and refused without a write: a flood must not turn into
+    # as many inserts into the request log, which would load the database every source shares.
+    retry_after = limiter_of(request.app.state).retry_after(source.id, source.rate_limit_per_second)
+    if retry_after:
+        metrics.current().inbound_request(
+            source=source.slug, vendor=source.vendor, verdict=RATE_LIMITED
+        )
+        reason = f"rate limit of {source.rate_limit_per_second:g} requests per second exceeded"
+        return error_response(
+            429, "rate_limited", reason, headers={"Retry-After": str(retry_after)}
+        )
+
+    # No database connection is held while the body arrives (the service holds one only for
+    # each statement), so a slow client ties up none.
     limit = settings.max_body_bytes
-    unreadable: tuple[int, str, str, dict[str, str]] | None = None
     try:
         async with asyncio.timeout(settings.request_body_timeout):
             webhook.body = await read_body(request, limit)
     except BodyTooLarge:
         reason = f"body is larger than the limit of {limit} bytes"
-        unreadable = (413, "body_too_large", reason, {})
+        await service.record_rejection(webhook, source, status_code=413, reason=reason)
+        return error_response(413, "body_too_large", reason)
     except TimeoutError:
         reason = f"body not received within {settings.request_body_timeout:g} s"
-        unreadable = (408, "request_timeout", reason, {"Connection": "close"})
+        await service.record_rejection(webhook, source, status_code=408, reason=reason)
+        return error_response(408, "request_timeout", reason, headers={"Connection": "close"})
     except ClientDisconnect:
         return _client_went_away(slug)
 
-    engine: AsyncEngine = request.app.state.ingest_engine
-    async with engine.connect() as connection:
-        repository = IngestRepository(connection)
-        found = await repository.lookup(slug)
-        if found is None:
-            # Logged, not stored: anyone may send these, in any number.
-            log.info("ingest_unknown_source", source=slug, remote_addr=webhook.remote_addr)
-            return error_response(404, "unknown_source", f"no source with slug '{slug}'")
-        source = IngestSource.of(found[0])
-        service = IngestService(repository, max_json_depth=settings.max_json_depth)
-        if not source.active:
-            await service.record_rejection(
-                webhook, source, status_code=403, reason="source is inactive"
-            )
-            return error_response(403, "source_inactive", f"source '{slug}' is inactive")
-
-        # Refused without a write: a flood must not turn into as many inserts into the
-        # request log, which would load the database every source shares.
-        limiter = limiter_of(request.app.state)
-        retry_after = limiter.retry_after(source.id, source.rate_limit_per_second)
-        if retry_after:
-            metrics.current().inbound_request(
-                source=source.slug, vendor=source.vendor, verdict=RATE_LIMITED
-            )
-            reason = f"rate limit of {source.rate_limit_per_second:g} requests per second exceeded"
-            return error_response(
-                429, "rate_limited", reason, headers={"Retry-After": str(retry_after)}
-            )
-
-        if unreadable is not None:
-            status_code, code, reason, headers = unreadable
-            await service.record_rejection(webhook, source, status_code=status_code, reason=reason)
-            return error_response(status_code, code, reason, headers=headers)
-
-        # The answer leaves only after the statement storing it all has committed.
-        outcome = await service.ingest(webhook, source, found[1])
+    # The answer leaves only after the statement storing it all has committed.
+    outcome = await service.ingest(webhook, source, subscriptions)
     if outcome.status_code == 401:
         return error_response(401, "unauthorized", f"request not authenticated: {outcome.reason}")
     if outcome.status_code == 400:

@@ -78,9 +78,10 @@ def _optional_tuple(values: list[str] | None) -> tuple[str, ...] | None:
     return None if values is None else tuple(values)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=8)
 def _targets(subscriptions_json: str) -> tuple[SubscriptionTarget, ...]:
-    # Keyed by the document itself: the same live subscriptions, parsed once, never stale.
+    # Keyed by the document itself (in id order, so the same set is the same text): the same
+    # live subscriptions are parsed once and never stale. A few entries cover a change.
     return tuple(
         SubscriptionTarget(
             id=item["id"],
@@ -128,7 +129,7 @@ _LOOKUP = text(
            (SELECT coalesce(json_agg(json_build_object(
                        'id', sub.id, 'event_types', sub.event_types, 'vendors', sub.vendors,
                        'source_ids', sub.source_ids, 'filter', sub.filter,
-                       'ordered', sub.ordered))::text, '[]')
+                       'ordered', sub.ordered) ORDER BY sub.id)::text, '[]')
             FROM subscriptions AS sub
             WHERE sub.deleted_at IS NULL AND sub.active AND sub.state <> 'disabled'
            ) AS subscriptions_json
@@ -150,6 +151,8 @@ _RECORD = text(
 
 # Dedupe keys first: a key another request already holds makes its event a duplicate (a
 # concurrent request with the same key waits on the unique index until that one commits).
+# Keys go in sorted, so two requests sharing several keys wait on them in the same order
+# instead of deadlocking.
 # Only events whose key was fresh are inserted, and only their deliveries; the request log
 # row comes last so that its verdict and counts describe what was stored.
 _STORE = text(
@@ -158,6 +161,7 @@ _STORE = text(
         INSERT INTO dedupe_keys (source_id, key, event_id, created_at)
         SELECT :source_id, k.key, k.event_id, :received_at
         FROM unnest(CAST(:keys AS text[]), CAST(:event_ids AS text[])) AS k(key, event_id)
+        ORDER BY k.key
         ON CONFLICT (source_id, key) DO NOTHING
         RETURNING event_id
     ), incoming AS (

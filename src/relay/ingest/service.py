@@ -8,10 +8,13 @@ so a 200 means all of it is durable, and a failure before leaves nothing behind.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
@@ -109,9 +112,28 @@ def loggable_headers(headers: dict[str, str], source: IngestSource) -> dict[str,
 
 
 class IngestService:
-    def __init__(self, repository: IngestRepository, *, max_json_depth: int) -> None:
-        self.repository = repository
+    """Each method takes a connection for its one statement and gives it back at once, so no
+    connection is held while a client sends its body."""
+
+    def __init__(self, engine: AsyncEngine, *, max_json_depth: int) -> None:
+        self.engine = engine
         self.max_json_depth = max_json_depth
+
+    @asynccontextmanager
+    async def _repository(self) -> AsyncIterator[IngestRepository]:
+        async with self.engine.connect() as connection:
+            yield IngestRepository(connection)
+
+    async def lookup(self, slug: str) -> tuple[IngestSource, Sequence[SubscriptionTarget]] | None:
+        async with self._repository() as repository:
+            found = await repository.lookup(slug)
+        if found is None:
+            return None
+        return IngestSource.of(found[0]), found[1]
+
+    async def _record(self, row: RequestLogRow) -> None:
+        async with self._repository() as repository:
+            await repository.record(row)
 
     async def record_rejection(
         self,
@@ -122,7 +144,7 @@ class IngestService:
         reason: str,
         verdict: str = Verdict.REJECTED,
     ) -> IngestOutcome:
-        await self.repository.record(
+        await self._record(
             self._log_row(webhook, source, verdict=verdict, reason=reason, status_code=status_code)
         )
         log.info("ingest_rejected", source=source.slug, reason=reason, status=status_code)
@@ -157,7 +179,7 @@ class IngestService:
                 source.overrides,
             )
         except PayloadError as exc:
-            await self.repository.record(
+            await self._record(
                 self._log_row(
                     webhook,
                     source,
@@ -174,7 +196,7 @@ class IngestService:
             return IngestOutcome(status_code=400, verdict=Verdict.INVALID, reason=str(exc))
 
         if parsed.kind == "ping":
-            await self.repository.record(
+            await self._record(
                 self._log_row(
                     webhook,
                     source,
@@ -236,13 +258,15 @@ class IngestService:
             status_code=200,
             keep_body=True,
         )
-        stored = await self.repository.store(
-            row,
-            vendor=source.vendor,
-            total_events=len(parsed.events),
-            events=planned,
-            deliveries=plan_deliveries(subscriptions, envelopes),
-        )
+        deliveries = plan_deliveries(subscriptions, envelopes)
+        async with self._repository() as repository:
+            stored = await repository.store(
+                row,
+                vendor=source.vendor,
+                total_events=len(parsed.events),
+                events=planned,
+                deliveries=deliveries,
+            )
         accepted = len(stored.event_ids)
         duplicates = len(parsed.events) - accepted
         log.info(

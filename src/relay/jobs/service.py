@@ -265,7 +265,10 @@ class JobBatches:
             since = _instant(params["since"])
             assert since is not None
             return await self.deliveries.count_failed(
-                params["subscription_id"], since=since, until=_instant(params.get("until"))
+                params["subscription_id"],
+                since=since,
+                until=_instant(params.get("until")),
+                failed_before=self.job.created_at,
             )
         return await self.jobs.count_events(event_window(params))
 

@@ -53,8 +53,11 @@ def test_database_url_must_be_postgresql() -> None:
 
 def test_a_lease_shorter_than_an_attempt_is_refused_with_what_to_set() -> None:
     with pytest.raises(ValidationError) as refused:
-        Settings(dispatcher_lease=timedelta(seconds=10), delivery_timeout=15)
-    assert "RELAY_DISPATCHER_LEASE (10 s) must be at least RELAY_DELIVERY_TIMEOUT + 1 s" in str(
+        Settings(dispatcher_lease=timedelta(seconds=25), delivery_timeout=15, db_connect_timeout=5)
+    assert "RELAY_DISPATCHER_LEASE (25 s) must be at least RELAY_DELIVERY_TIMEOUT" in str(
         refused.value
     )
-    assert Settings(dispatcher_lease=timedelta(seconds=16), delivery_timeout=15)
+    assert "(26 s)" in str(refused.value)
+    assert Settings(
+        dispatcher_lease=timedelta(seconds=26), delivery_timeout=15, db_connect_timeout=5
+    )
