@@ -397,3 +397,24 @@ async def test_tail_prints_a_posted_event_and_its_attempt_live(
     assert "order.updated" not in rest
     assert code == 0
     assert "Traceback" not in errors
+
+
+def test_api_keys_against_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
+    env.update(
+        RELAY_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/relay",
+        RELAY_DATA_DIR=str(tmp_path),
+        RELAY_DB_CONNECT_TIMEOUT="2",
+        RELAY_DISPATCHER_LEASE="PT60S",
+    )
+    refused = subprocess.run(
+        [RELAY, "api-keys", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: cannot reach the database")
+    assert "Traceback" not in refused.stderr

@@ -6,6 +6,8 @@ import base64
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.support.relay import create_routestripe_source, post_routestripe, visit_event
 
@@ -29,6 +31,41 @@ async def test_create_shows_the_secret_once_then_masks_it(client: httpx.AsyncCli
     assert secret not in shown.text
     assert secret not in listed.text
     assert shown.json()["secret"].startswith("whsec_")
+
+
+async def test_credential_headers_are_shown_once_then_masked_and_kept_through_a_patch(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    headers = {"Authorization": "Bearer subscriber-token-9876", "X-Tenant": "acme"}
+    created = await client.post(
+        "/v1/subscriptions", json={"url": "https://93.184.215.14/hook", "headers": headers}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["headers"] == headers
+
+    shown = (await client.get(f"/v1/subscriptions/{created.json()['id']}")).json()["headers"]
+    assert shown == {"Authorization": "********9876", "X-Tenant": "acme"}
+    listed = (await client.get("/v1/subscriptions")).json()["data"]
+    assert "subscriber-token" not in str(listed)
+
+    # What GET showed, sent back with one change: the credential is not replaced by its mask.
+    patched = await client.patch(
+        f"/v1/subscriptions/{created.json()['id']}",
+        json={"headers": {**shown, "X-Tenant": "globex"}},
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["headers"] == {"Authorization": "********9876", "X-Tenant": "globex"}
+    async with session_factory() as session:
+        stored = await session.scalar(
+            text("SELECT headers FROM subscriptions WHERE id = :id"), {"id": created.json()["id"]}
+        )
+    assert stored == {"Authorization": "Bearer subscriber-token-9876", "X-Tenant": "globex"}
+
+    replaced = await client.patch(
+        f"/v1/subscriptions/{created.json()['id']}",
+        json={"headers": {"Authorization": "Bearer a-new-token-0000"}},
+    )
+    assert replaced.json()["headers"] == {"Authorization": "********0000"}
 
 
 @pytest.mark.parametrize(

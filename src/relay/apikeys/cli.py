@@ -16,7 +16,7 @@ from relay.apikeys.repository import ApiKeyRepository
 from relay.apikeys.schemas import ApiKeyCreate
 from relay.apikeys.service import ApiKeyService, as_scope, to_out
 from relay.core.crypto import EncryptionError
-from relay.core.errors import RelayError
+from relay.core.errors import RelayError, is_database_unavailable
 from relay.core.logging import configure_logging
 from relay.core.scopes import SCOPES
 from relay.core.settings import get_settings
@@ -51,6 +51,15 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         raise typer.Exit(1) from exc
     except EncryptionError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        typer.echo(
+            f"error: cannot reach the database ({type(exc).__name__}): check RELAY_DATABASE_URL "
+            "and that PostgreSQL is running",
+            err=True,
+        )
         raise typer.Exit(1) from exc
 
 

@@ -9,6 +9,8 @@ import httpx
 from relay.core.errors import Invalid, NotFound
 from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
+from relay.core.logging import is_secret_key
+from relay.core.masking import masked
 from relay.dispatcher.retry import validate_schedule
 from relay.dispatcher.sender import OutgoingDelivery, send, signing_secrets
 from relay.dispatcher.signing import generate_secret, mask_secret
@@ -26,6 +28,24 @@ from relay.subscriptions.schemas import (
 from relay.vendors.registry import VENDORS
 
 
+def shown_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Custom headers as answers show them after creation: the values of credential-looking
+    ones (Authorization, X-Api-Key, ...) masked, like the signing secret."""
+    return {
+        name: masked(value) if is_secret_key(name) else value for name, value in headers.items()
+    }
+
+
+def _kept_credentials(stored: dict[str, str], incoming: dict[str, str]) -> dict[str, str]:
+    # A client that sends back what GET showed it must not overwrite a credential with its mask.
+    return {
+        name: stored[name]
+        if name in stored and is_secret_key(name) and value == masked(stored[name])
+        else value
+        for name, value in incoming.items()
+    }
+
+
 def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> SubscriptionOut:
     return SubscriptionOut(
         id=subscription.id,
@@ -34,7 +54,7 @@ def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> Subscr
         vendors=subscription.vendors,
         source_ids=subscription.source_ids,
         filter=subscription.filter,
-        headers=subscription.headers,
+        headers=subscription.headers if reveal_secret else shown_headers(subscription.headers),
         description=subscription.description,
         ordered=subscription.ordered,
         max_concurrency=subscription.max_concurrency,
@@ -146,7 +166,11 @@ class SubscriptionService:
         if "filter" in given:
             subscription.filter = _check_filter(payload.filter)
         if payload.headers is not None:
-            subscription.headers = _checked("headers", validate_headers, payload.headers)
+            subscription.headers = _checked(
+                "headers",
+                validate_headers,
+                _kept_credentials(subscription.headers, payload.headers),
+            )
         if payload.description is not None:
             subscription.description = payload.description
         if payload.ordered is not None:

@@ -24,9 +24,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, InitErrorDetails
 
-MASK = "********"
-# Below this length, even the last four characters give away too large a share of the secret.
-MASK_REVEALS_TAIL_FROM = 16
+from relay.core.masking import masked
 
 JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
 # RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.
@@ -251,15 +249,11 @@ SCHEMES: dict[str, type[Scheme]] = {
 }
 
 
-def _masked_secret(value: str) -> str:
-    return MASK + value[-4:] if len(value) >= MASK_REVEALS_TAIL_FROM else MASK
-
-
 def _masked_scheme(scheme: Scheme) -> dict[str, Any]:
     shown = scheme.model_dump(mode="json")
     for name, field in type(scheme).model_fields.items():
         if not field.repr:
-            shown[name] = _masked_secret(getattr(scheme, name))
+            shown[name] = masked(getattr(scheme, name))
     return shown
 
 
