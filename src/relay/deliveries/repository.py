@@ -27,46 +27,32 @@ _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # probe each, on the pending rows of that subscription only), at most its free slots,
 # max_concurrency minus what any worker holds for it now; then the oldest of those, up to
 # :limit. A subscription that sends nothing (paused, disabled, deleted) has no slots to keep:
-# its deliveries are taken to be held or failed without a request. A rate-limited one gets no
-# more than its token bucket holds, spent in the same statement. An ordered subscription's
+# its deliveries are taken to be held or failed without a request. An ordered subscription's
 # delivery waits while an earlier one for the same subject is pending. The event and
 # subscription come back in the same round trip.
 _CLAIM = text(
     """
-    WITH bucket AS (
-        -- Each subscription, with the tokens a rate-limited one has now (NULL for the others:
-        -- least and greatest skip NULLs): a bucket of one second's worth (at least one),
-        -- refilled at the rate since it was last spent.
+    WITH with_work AS (
         -- Deleting a subscription fails its pending deliveries; a day's tail still catches
         -- those that an ingest racing the deletion wrote just after it.
-        SELECT sub.id, sub.max_concurrency, sub.rate_limit_per_second AS rate,
-               sub.active AND sub.deleted_at IS NULL AND sub.state <> 'disabled' AS sends,
-               CASE WHEN sub.rate_limit_per_second IS NOT NULL THEN least(
-                   greatest(sub.rate_limit_per_second, 1),
-                   coalesce(sub.rate_tokens, greatest(sub.rate_limit_per_second, 1))
-                   + sub.rate_limit_per_second * extract(
-                       epoch FROM now() - coalesce(sub.rate_refilled_at, now()))::float8
-               ) END AS tokens
-        FROM subscriptions AS sub
-        WHERE sub.deleted_at IS NULL OR sub.deleted_at > now() - interval '1 day'
+        SELECT id AS subscription_id FROM subscriptions
+        WHERE deleted_at IS NULL OR deleted_at > now() - interval '1 day'
     ), room AS (
-        SELECT bucket.id, bucket.rate, bucket.tokens,
-               CASE WHEN NOT bucket.sends THEN CAST(:limit AS integer)
-                    ELSE least(
-                        bucket.max_concurrency - (
-                            SELECT count(*) FROM deliveries AS held_now
-                            WHERE held_now.subscription_id = bucket.id
-                              AND held_now.locked_by IS NOT NULL
-                              AND held_now.status = 'pending'
-                              AND held_now.locked_until > now()),
-                        coalesce(floor(bucket.tokens)::int, CAST(:limit AS integer)))
+        SELECT sub.id,
+               CASE WHEN sub.active AND sub.deleted_at IS NULL AND sub.state <> 'disabled'
+                    THEN sub.max_concurrency - (
+                        SELECT count(*) FROM deliveries AS held_now
+                        WHERE held_now.subscription_id = sub.id
+                          AND held_now.locked_by IS NOT NULL AND held_now.status = 'pending'
+                          AND held_now.locked_until > now())
+                    ELSE :limit
                END AS free
-        FROM bucket
+        FROM with_work JOIN subscriptions AS sub ON sub.id = with_work.subscription_id
     ), picked AS (
-        SELECT due.id, due.subscription_id, due.next_attempt_at
+        SELECT due.id, due.next_attempt_at
         FROM room
         CROSS JOIN LATERAL (
-            SELECT candidate.id, candidate.subscription_id, candidate.next_attempt_at
+            SELECT candidate.id, candidate.next_attempt_at
             FROM deliveries AS candidate
             WHERE candidate.subscription_id = room.id
               AND candidate.status = 'pending'
@@ -88,15 +74,7 @@ _CLAIM = text(
             FOR UPDATE OF candidate SKIP LOCKED
         ) AS due
         ORDER BY due.next_attempt_at
-        LIMIT CAST(:limit AS integer)
-    ), spent AS (
-        -- Runs though nothing reads it: a data-modifying CTE always does.
-        UPDATE subscriptions AS sub
-        SET rate_tokens = room.tokens - taken.count, rate_refilled_at = now()
-        FROM (SELECT subscription_id, count(*) AS count FROM picked GROUP BY subscription_id)
-             AS taken
-        JOIN room ON room.id = taken.subscription_id
-        WHERE sub.id = taken.subscription_id AND room.rate IS NOT NULL
+        LIMIT :limit
     )
     UPDATE deliveries AS d
     SET locked_by = :worker,
@@ -113,7 +91,7 @@ _CLAIM = text(
               e.type AS event_type, e.envelope, e.received_at AS event_received_at,
               src.slug AS source,
               s.url, s.headers, s.secret, s.previous_secret, s.previous_secret_expires_at,
-              s.retry_schedule, s.max_concurrency,
+              s.retry_schedule, s.max_concurrency, s.rate_limit_per_second,
               s.active, s.state, s.deleted_at, s.breaker_open_until
     """
 ).columns(secret=EncryptedText(), previous_secret=EncryptedText())
@@ -156,6 +134,7 @@ class ClaimedDelivery:
     previous_secret_expires_at: datetime | None
     retry_schedule: list[float] | None
     max_concurrency: int
+    rate_limit_per_second: float | None
     active: bool
     state: str
     deleted_at: datetime | None

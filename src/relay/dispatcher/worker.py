@@ -2,10 +2,10 @@
 slow subscriber.
 
 Each claimed delivery runs as its own task. The claim (deliveries/repository.py) takes no
-more of a subscription's deliveries than its `max_concurrency` and `rate_limit_per_second`
-leave room for across all workers. `max_concurrency` is checked here once more, for a limit
-lowered while deliveries were in flight: a delivery over it is given back to the queue for a
-moment instead of waiting in memory while holding its lease.
+more of a subscription's deliveries than its `max_concurrency` leaves free across all workers.
+`rate_limit_per_second` is kept here, per worker process, and so is a second check of
+`max_concurrency`: a delivery over either is given back to the queue for a moment instead of
+waiting in memory while holding its lease.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +58,24 @@ def worker_name() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+@dataclass(slots=True)
+class TokenBucket:
+    rate: float
+    tokens: float = 1.0
+    updated: float = field(default_factory=time.monotonic)
+
+    def take(self) -> float:
+        """Takes a token; returns 0 when one was available, else seconds until one is."""
+        now = time.monotonic()
+        capacity = max(1.0, self.rate)
+        self.tokens = min(capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -86,6 +105,7 @@ class Dispatcher:
         self.stopping = asyncio.Event()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.per_subscription: defaultdict[str, int] = defaultdict(int)
+        self.buckets: dict[str, TokenBucket] = {}
         self.recorder = SuccessRecorder(
             session_factory, self.policy, worker=self.name, clock=self.clock
         )
@@ -186,6 +206,16 @@ class Dispatcher:
             await self._give_back(claimed, at=now + SATURATED_RETRY_DELAY)
             self._wake_at(now + SATURATED_RETRY_DELAY)
             return
+        if claimed.rate_limit_per_second:
+            bucket = self.buckets.setdefault(
+                claimed.subscription_id, TokenBucket(rate=claimed.rate_limit_per_second)
+            )
+            bucket.rate = claimed.rate_limit_per_second
+            wait = bucket.take()
+            if wait > 0:
+                await self._give_back(claimed, at=now + timedelta(seconds=wait))
+                self._wake_at(now + timedelta(seconds=wait))
+                return
 
         self.per_subscription[claimed.subscription_id] += 1
         try:

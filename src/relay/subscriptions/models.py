@@ -53,7 +53,4 @@ class Subscription(TimestampMixin, Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     failing_since: Mapped[datetime | None] = mapped_column(nullable=True)
     breaker_open_until: Mapped[datetime | None] = mapped_column(nullable=True)
-    # The claim's token bucket for rate_limit_per_second; NULL is a full one.
-    rate_tokens: Mapped[float | None] = mapped_column(Float, nullable=True)
-    rate_refilled_at: Mapped[datetime | None] = mapped_column(nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
