@@ -23,8 +23,8 @@ _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # due until its lease runs out, when any worker may take it again (its worker died).
 #
 # Work is taken per subscription, so one subscription's backlog never stands in front of the
-# others' and `max_concurrency` holds across all workers: for each subscription (an index
-# probe each, on the pending rows of that subscription only), at most its free slots,
+# others' and `max_concurrency` holds across all workers: for each subscription with pending
+# work (found by a skip scan of its index, a probe per subscription), at most its free slots,
 # max_concurrency minus what any worker holds for it now; then the oldest of those, up to
 # :limit. A subscription that sends nothing (paused, disabled, deleted) has no slots to keep:
 # its deliveries are taken to be held or failed without a request. An ordered subscription's
@@ -32,11 +32,15 @@ _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # subscription come back in the same round trip.
 _CLAIM = text(
     """
-    WITH with_work AS (
-        -- Deleting a subscription fails its pending deliveries; a day's tail still catches
-        -- those that an ingest racing the deletion wrote just after it.
-        SELECT id AS subscription_id FROM subscriptions
-        WHERE deleted_at IS NULL OR deleted_at > now() - interval '1 day'
+    WITH RECURSIVE with_work AS (
+        (SELECT subscription_id FROM deliveries WHERE status = 'pending'
+         ORDER BY subscription_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT following.subscription_id FROM deliveries AS following
+                WHERE following.status = 'pending'
+                  AND following.subscription_id > with_work.subscription_id
+                ORDER BY following.subscription_id LIMIT 1)
+        FROM with_work WHERE with_work.subscription_id IS NOT NULL
     ), room AS (
         SELECT sub.id,
                CASE WHEN sub.active AND sub.deleted_at IS NULL AND sub.state <> 'disabled'
