@@ -42,13 +42,6 @@ class Delivery(Base):
             "event_timestamp",
             postgresql_where=text("status = 'pending' AND subject_key IS NOT NULL"),
         ),
-        # The claim counts each subscription's leased rows: only those in flight are here.
-        Index(
-            "ix_deliveries_leased",
-            "subscription_id",
-            "locked_until",
-            postgresql_where=text("locked_by IS NOT NULL AND status = 'pending'"),
-        ),
         Index("ix_deliveries_subscription_id_id", "subscription_id", "id"),
         Index("ix_deliveries_event_id", "event_id"),
     )

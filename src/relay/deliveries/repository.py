@@ -14,78 +14,40 @@ from relay.core.crypto import EncryptedText
 from relay.deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 
 NOTIFY_CHANNEL = "relay_deliveries"
-# Any number that no other user of the database takes for its own advisory lock.
-CLAIM_LOCK_KEY = 7_411_977_031
-_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 # One statement: pick due rows nobody holds, skip rows another worker is claiming right now,
 # and lease them by moving next_attempt_at to the lease's end. A leased row is therefore not
 # due until its lease runs out, when any worker may take it again (its worker died).
-#
-# Work is taken per subscription, so one subscription's backlog never stands in front of the
-# others' and `max_concurrency` holds across all workers: for each subscription with pending
-# work (found by a skip scan of its index, a probe per subscription), at most its free slots,
-# max_concurrency minus what any worker holds for it now; then the oldest of those, up to
-# :limit. A subscription that sends nothing (paused, disabled, deleted) has no slots to keep:
-# its deliveries are taken to be held or failed without a request. An ordered subscription's
-# delivery waits while an earlier one for the same subject is pending. The event and
-# subscription come back in the same round trip.
+# An ordered subscription's delivery waits while an earlier one for the same subject is
+# pending. The event and subscription come back in the same round trip.
 _CLAIM = text(
     """
-    WITH RECURSIVE with_work AS (
-        (SELECT subscription_id FROM deliveries WHERE status = 'pending'
-         ORDER BY subscription_id LIMIT 1)
-        UNION ALL
-        SELECT (SELECT following.subscription_id FROM deliveries AS following
-                WHERE following.status = 'pending'
-                  AND following.subscription_id > with_work.subscription_id
-                ORDER BY following.subscription_id LIMIT 1)
-        FROM with_work WHERE with_work.subscription_id IS NOT NULL
-    ), room AS (
-        SELECT sub.id,
-               CASE WHEN sub.active AND sub.deleted_at IS NULL AND sub.state <> 'disabled'
-                    THEN sub.max_concurrency - (
-                        SELECT count(*) FROM deliveries AS held_now
-                        WHERE held_now.subscription_id = sub.id
-                          AND held_now.locked_by IS NOT NULL AND held_now.status = 'pending'
-                          AND held_now.locked_until > now())
-                    ELSE :limit
-               END AS free
-        FROM with_work JOIN subscriptions AS sub ON sub.id = with_work.subscription_id
-    ), picked AS (
-        SELECT due.id, due.next_attempt_at
-        FROM room
-        CROSS JOIN LATERAL (
-            SELECT candidate.id, candidate.next_attempt_at
-            FROM deliveries AS candidate
-            WHERE candidate.subscription_id = room.id
-              AND candidate.status = 'pending'
-              AND NOT candidate.held
-              AND candidate.next_attempt_at <= now()
-              AND (
-                candidate.subject_key IS NULL
-                OR NOT EXISTS (
-                    SELECT 1 FROM deliveries AS earlier
-                    WHERE earlier.subscription_id = candidate.subscription_id
-                      AND earlier.subject_key = candidate.subject_key
-                      AND earlier.status = 'pending'
-                      AND (earlier.event_timestamp, earlier.id)
-                          < (candidate.event_timestamp, candidate.id)
-                )
-              )
-            ORDER BY candidate.next_attempt_at
-            LIMIT greatest(room.free, 0)
-            FOR UPDATE OF candidate SKIP LOCKED
-        ) AS due
-        ORDER BY due.next_attempt_at
-        LIMIT :limit
-    )
     UPDATE deliveries AS d
     SET locked_by = :worker,
         locked_until = now() + make_interval(secs => :lease_seconds),
         next_attempt_at = now() + make_interval(secs => :lease_seconds),
         updated_at = now()
-    FROM picked,
+    FROM (
+        SELECT candidate.id
+        FROM deliveries AS candidate
+        WHERE candidate.status = 'pending'
+          AND NOT candidate.held
+          AND candidate.next_attempt_at <= now()
+          AND (
+            candidate.subject_key IS NULL
+            OR NOT EXISTS (
+                SELECT 1 FROM deliveries AS earlier
+                WHERE earlier.subscription_id = candidate.subscription_id
+                  AND earlier.subject_key = candidate.subject_key
+                  AND earlier.status = 'pending'
+                  AND (earlier.event_timestamp, earlier.id)
+                      < (candidate.event_timestamp, candidate.id)
+            )
+          )
+        ORDER BY candidate.next_attempt_at
+        LIMIT :limit
+        FOR UPDATE OF candidate SKIP LOCKED
+    ) AS picked,
     events AS e,
     sources AS src,
     subscriptions AS s
@@ -166,12 +128,6 @@ class DeliveryRepository:
         await self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
     async def claim(self, *, worker: str, limit: int, lease: timedelta) -> list[ClaimedDelivery]:
-        """Leases up to `limit` due deliveries; the caller commits at once.
-
-        Claims queue behind one another across every worker (an advisory lock held to the
-        end of the claim's transaction, a few milliseconds), so two workers never both count
-        the same free slot of a subscription."""
-        await self.session.execute(_CLAIM_LOCK, {"key": CLAIM_LOCK_KEY})
         result = await self.session.execute(
             _CLAIM,
             {"worker": worker, "limit": limit, "lease_seconds": lease.total_seconds()},

@@ -1,11 +1,9 @@
 """The dispatcher: claims due deliveries from PostgreSQL and sends them, never blocking on one
 slow subscriber.
 
-Each claimed delivery runs as its own task. The claim (deliveries/repository.py) takes no
-more of a subscription's deliveries than its `max_concurrency` leaves free across all workers.
-`rate_limit_per_second` is kept here, per worker process, and so is a second check of
-`max_concurrency`: a delivery over either is given back to the queue for a moment instead of
-waiting in memory while holding its lease.
+Each claimed delivery runs as its own task. A subscription's own limits (max_concurrency,
+rate_limit_per_second) are enforced here, per worker process: a delivery over a limit is given
+back to the queue for a moment instead of waiting in memory while holding its lease.
 """
 
 from __future__ import annotations
