@@ -28,6 +28,7 @@ from relay.db.engine import asyncpg_url, create_engine, create_session_factory
 from relay.db.migrations import upgrade_to_head
 from relay.db.models import metadata
 from tests.support.relay import relay_client
+from tests.support.subscriber import Subscriber
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -158,3 +159,10 @@ async def client(
     """The app in-process; admin requests carry the admin token unless a test removes it."""
     async with relay_client(settings, module_database_url, admin_token=ADMIN_TOKEN) as http:
         yield http
+
+
+@pytest.fixture
+async def subscriber() -> AsyncIterator[Subscriber]:
+    """A real HTTP subscriber on 127.0.0.1 for the test's deliveries."""
+    async with Subscriber().running() as running:
+        yield running

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,12 +18,6 @@ from tests.support.relay import (
     visit_event,
 )
 from tests.support.subscriber import Answer, Subscriber, eventually
-
-
-@pytest.fixture
-async def subscriber() -> Any:
-    async with Subscriber().running() as running:
-        yield running
 
 
 async def subscription_state(client: httpx.AsyncClient, subscription_id: str) -> dict[str, Any]:

@@ -85,12 +85,6 @@ async def api(relay_url: str, engine: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-async def subscriber() -> Any:
-    async with Subscriber().running() as running:
-        yield running
-
-
 async def relay(relay_url: str, *args: str, token: str | None = ADMIN_TOKEN) -> Any:
     """Runs `relay ARGS` like a terminal would, off the event loop (the subscriber runs on it)."""
     env = {"RELAY_URL": relay_url, "RELAY_ADMIN_TOKEN": token}

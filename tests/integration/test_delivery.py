@@ -20,15 +20,10 @@ from tests.support.relay import (
     create_routestripe_source,
     post_routestripe,
     running_dispatcher,
+    subscribe,
     visit_event,
 )
 from tests.support.subscriber import Answer, Subscriber, eventually
-
-
-@pytest.fixture
-async def subscriber() -> Any:
-    async with Subscriber().running() as running:
-        yield running
 
 
 def fast(settings: Settings, **overrides: Any) -> Settings:
@@ -39,13 +34,6 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return settings.model_copy(update=values)
-
-
-async def subscribe(client: httpx.AsyncClient, url: str, **fields: Any) -> dict[str, Any]:
-    response = await client.post("/v1/subscriptions", json={"url": url, **fields})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def delivery_of(client: httpx.AsyncClient, subscription_id: str) -> dict[str, Any]:

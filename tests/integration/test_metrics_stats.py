@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
@@ -27,12 +26,6 @@ from tests.support.relay import (
     visit_event,
 )
 from tests.support.subscriber import Answer, Subscriber, eventually
-
-
-@pytest.fixture
-async def subscriber() -> Any:
-    async with Subscriber().running() as running:
-        yield running
 
 
 @contextlib.asynccontextmanager

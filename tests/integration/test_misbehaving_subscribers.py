@@ -143,12 +143,6 @@ async def raw() -> AsyncIterator[RawSubscriber]:
         yield running
 
 
-@pytest.fixture
-async def subscriber() -> AsyncIterator[Subscriber]:
-    async with Subscriber().running() as running:
-        yield running
-
-
 async def _subscribe(client: httpx.AsyncClient, url: str) -> str:
     # One attempt each: a retry would come long after the test is over.
     response = await client.post("/v1/subscriptions", json={"url": url, "retry_schedule": [3600]})

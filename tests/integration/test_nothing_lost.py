@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from relay.app import create_app
 from relay.core.settings import Settings
@@ -44,12 +42,6 @@ UNION ALL
 SELECT 'event without delivery', e.id FROM events e
   WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
 """
-
-
-@pytest.fixture
-async def subscriber() -> AsyncIterator[Subscriber]:
-    async with Subscriber().running() as running:
-        yield running
 
 
 @dataclass

@@ -23,12 +23,6 @@ from tests.support.subscriber import Answer, Subscriber, eventually
 
 
 @pytest.fixture
-async def subscriber() -> AsyncIterator[Subscriber]:
-    async with Subscriber().running() as running:
-        yield running
-
-
-@pytest.fixture
 def strict_settings(settings: Settings) -> Settings:
     return settings.model_copy(
         update={

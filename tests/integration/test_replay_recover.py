@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,15 +19,10 @@ from tests.support.relay import (
     create_routestripe_source,
     post_routestripe,
     running_dispatcher,
+    subscribe,
     visit_event,
 )
 from tests.support.subscriber import Answer, Subscriber, eventually
-
-
-@pytest.fixture
-async def subscriber() -> Any:
-    async with Subscriber().running() as running:
-        yield running
 
 
 def configured(settings: Settings, **overrides: Any) -> Settings:
@@ -42,13 +36,6 @@ def configured(settings: Settings, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return settings.model_copy(update=values)
-
-
-async def subscribe(client: httpx.AsyncClient, url: str, **fields: Any) -> dict[str, Any]:
-    response = await client.post("/v1/subscriptions", json={"url": url, **fields})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def post_events(client: httpx.AsyncClient, batches: int, size: int) -> list[str]:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,12 +91,6 @@ def served(module_database_url: str, tmp_path: Path, engine: Any) -> Iterator[Se
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-async def subscriber() -> AsyncIterator[Subscriber]:
-    async with Subscriber().running() as running:
-        yield running
 
 
 @dataclass

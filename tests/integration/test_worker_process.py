@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,12 +18,6 @@ from tests.support.relay import create_routestripe_source, post_routestripe, vis
 from tests.support.subscriber import Answer, Subscriber, eventually
 
 RELAY = str(Path(sys.executable).parent / "relay")
-
-
-@pytest.fixture
-async def subscriber() -> Any:
-    async with Subscriber().running() as running:
-        yield running
 
 
 @pytest.fixture

@@ -89,6 +89,14 @@ async def post_routestripe(
     )
 
 
+async def subscribe(client: httpx.AsyncClient, url: str, **fields: Any) -> dict[str, Any]:
+    """Creates a subscription through the admin API; the answer, secret included."""
+    response = await client.post("/v1/subscriptions", json={"url": url, **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 @contextlib.asynccontextmanager
 async def relay_client(
     settings: Settings, database_url: str, *, admin_token: str | None = None

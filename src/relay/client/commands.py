@@ -21,7 +21,7 @@ from relay.client.options import (
     fail,
     one_line_errors,
 )
-from relay.client.render import console, details, page_hint, print_json, show, table
+from relay.client.render import console, details, print_json, show, show_page, table
 
 sources = typer.Typer(help="Sources: where vendors post webhooks.", no_args_is_help=True)
 subscriptions = typer.Typer(help="Subscriptions: where events go.", no_args_is_help=True)
@@ -69,9 +69,7 @@ def sources_list(
     """List sources, newest first."""
     with connect(url, token) as client:
         page = client.get("/v1/sources", limit=limit, cursor=cursor)
-    show(page, as_json, lambda: table(page["data"], _SOURCE_COLUMNS))
-    if not as_json:
-        page_hint(page)
+    show_page(page, as_json, _SOURCE_COLUMNS)
 
 
 @sources.command("create")
@@ -159,9 +157,7 @@ def subscriptions_list(
     """List subscriptions, newest first."""
     with connect(url, token) as client:
         page = client.get("/v1/subscriptions", limit=limit, cursor=cursor)
-    show(page, as_json, lambda: table(page["data"], _SUBSCRIPTION_COLUMNS))
-    if not as_json:
-        page_hint(page)
+    show_page(page, as_json, _SUBSCRIPTION_COLUMNS)
 
 
 @subscriptions.command("create")
@@ -307,9 +303,7 @@ def events_list(
             limit=limit,
             cursor=cursor,
         )
-    show(page, as_json, lambda: table(page["data"], _EVENT_COLUMNS))
-    if not as_json:
-        page_hint(page)
+    show_page(page, as_json, _EVENT_COLUMNS)
 
 
 @events.command("show")
@@ -436,9 +430,7 @@ def deliveries_list(
             limit=limit,
             cursor=cursor,
         )
-    show(page, as_json, lambda: table(page["data"], _DELIVERY_COLUMNS))
-    if not as_json:
-        page_hint(page)
+    show_page(page, as_json, _DELIVERY_COLUMNS)
 
 
 @deliveries.command("show")

@@ -71,3 +71,14 @@ def show(data: Any, as_json: bool, render: Callable[[], Any]) -> None:
         print_json(data)
     else:
         console().print(render())
+
+
+def show_page(
+    page: dict[str, Any],
+    as_json: bool,
+    columns: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]],
+) -> None:
+    """A list answer: its JSON, or a table of its items and how to get the next page."""
+    show(page, as_json, lambda: table(page["data"], columns))
+    if not as_json:
+        page_hint(page)
