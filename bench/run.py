@@ -538,13 +538,15 @@ class Run:
                 async with factory() as session:
                     repository = DeliveryRepository(session)
                     started = time.perf_counter()
-                    claimed = await repository.claim(
+                    batch = await repository.claim(
                         worker="bench", limit=CLAIM_BATCH, lease=timedelta(seconds=60)
                     )
                     timings.append((time.perf_counter() - started) * 1000)
                     await session.rollback()
-                if len(claimed) != CLAIM_BATCH:
-                    raise RuntimeError(f"claim returned {len(claimed)} rows, not {CLAIM_BATCH}")
+                if len(batch.deliveries) != CLAIM_BATCH:
+                    raise RuntimeError(
+                        f"claim returned {len(batch.deliveries)} rows, not {CLAIM_BATCH}"
+                    )
         finally:
             await engine.dispose()
         # The first claims warm the pool and the plan cache.

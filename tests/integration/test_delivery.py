@@ -476,3 +476,73 @@ async def test_a_subscription_rate_limit_spaces_its_deliveries(
     # slow machine only spreads them more.
     assert arrivals[-1] - arrivals[0] >= 1.6, arrivals
     assert len({item.headers["webhook-id"] for item in received}) == 6
+
+
+def _most_at_once(arrivals: list[float], busy_for: float) -> int:
+    """The most requests a subscriber was busy with at one moment."""
+    edges = sorted([(at, 1) for at in arrivals] + [(at + busy_for, -1) for at in arrivals])
+    busy = most = 0
+    for _, step in edges:
+        busy += step
+        most = max(most, busy)
+    return most
+
+
+async def test_max_concurrency_holds_across_dispatchers_and_a_backlog_does_not_block_others(
+    client: httpx.AsyncClient,
+    subscriber: Subscriber,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    module_database_url: str,
+) -> None:
+    await create_routestripe_source(client)
+    subscriber.script("/narrow", then=Answer(200, delay=0.5))
+    await subscribe(
+        client, subscriber.url("/narrow"), max_concurrency=2, event_types=["order.created"]
+    )
+    await subscribe(client, subscriber.url("/other"), event_types=["order.updated"])
+    assert (await post_routestripe(client, [visit_event() for _ in range(8)])).status_code == 200
+    config = fast(settings, dispatcher_poll_interval=0.2)
+    async with (
+        running_dispatcher(config, session_factory, module_database_url, name="one"),
+        running_dispatcher(config, session_factory, module_database_url, name="two"),
+    ):
+        await asyncio.sleep(0.3)
+        # Posted behind the narrow subscription's backlog, for a subscription with room.
+        updated = [visit_event(event="visit.delivery_note.changed") for _ in range(3)]
+        assert (await post_routestripe(client, updated)).status_code == 200
+        others = await subscriber.wait_for(3, path="/other", within=10)
+        narrow = await subscriber.wait_for(8, path="/narrow", within=30)
+
+    # Each request keeps the subscriber busy for at least 0.5 s: never more than 2 at once,
+    # though two dispatchers each had room for 100.
+    assert _most_at_once([item.at for item in narrow], busy_for=0.49) == 2
+    assert len({item.headers["webhook-id"] for item in narrow}) == 8
+    # The other subscription did not wait for the narrow one's backlog to drain.
+    assert max(item.at for item in others) < max(item.at for item in narrow)
+
+
+async def test_a_rate_limit_holds_across_dispatchers(
+    client: httpx.AsyncClient,
+    subscriber: Subscriber,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    module_database_url: str,
+) -> None:
+    await create_routestripe_source(client)
+    await subscribe(client, subscriber.url("/paced"), rate_limit_per_second=2)
+    assert (await post_routestripe(client, [visit_event() for _ in range(8)])).status_code == 200
+    config = fast(settings, dispatcher_poll_interval=0.2)
+    async with (
+        running_dispatcher(config, session_factory, module_database_url, name="one"),
+        running_dispatcher(config, session_factory, module_database_url, name="two"),
+    ):
+        received = await subscriber.wait_for(8, path="/paced", within=30)
+    arrivals = sorted(item.at for item in received)
+    # One bucket of 2 tokens at 2/s for both: the last 6 take at least 3 s. Two buckets, one
+    # per worker, would have sent them all in about 1 s.
+    assert arrivals[-1] - arrivals[0] >= 2.6, arrivals
+    # Never more than the bucket's 2 in any window of just under a second, plus one refill.
+    assert all(
+        sum(1 for other in arrivals if start <= other < start + 0.9) <= 3 for start in arrivals
+    ), arrivals

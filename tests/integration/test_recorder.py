@@ -57,10 +57,11 @@ async def test_one_bad_row_costs_only_its_own_outcome(
     posted = await post_routestripe(client, [visit_event() for _ in range(5)])
     assert posted.status_code == 200, posted.text
     async with session_factory() as session:
-        claimed = await DeliveryRepository(session).claim(
+        batch = await DeliveryRepository(session).claim(
             worker="recorder-test", limit=10, lease=timedelta(seconds=60)
         )
         await session.commit()
+    claimed = batch.deliveries
     assert len(claimed) == 5
 
     recorder = SuccessRecorder(

@@ -2,7 +2,7 @@
 
 from relay.apikeys.models import ApiKey
 from relay.db.base import Base
-from relay.deliveries.models import Delivery, DeliveryAttempt
+from relay.deliveries.models import Delivery, DeliveryAttempt, SubscriptionThrottle
 from relay.events.models import DedupeKey, Event
 from relay.ingest.models import RequestLog
 from relay.jobs.models import FAILED_DELIVERIES_INDEX, Job
@@ -24,5 +24,6 @@ __all__ = [
     "RequestLog",
     "Source",
     "Subscription",
+    "SubscriptionThrottle",
     "metadata",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,12 +21,29 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        # The claim query reads only pending rows that no open breaker holds, so the index
-        # holds only those: its size follows the live backlog, not the history.
+        # The claim query reads only pending rows that no open breaker holds and no limit
+        # parked, so the index holds only those: its size follows the live backlog, not the
+        # history, and one subscription's parked backlog never stands in front of the others.
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
-            postgresql_where=text("status = 'pending' AND NOT held"),
+            postgresql_where=text("status = 'pending' AND NOT held AND NOT parked"),
+        ),
+        # A parked subscription's deliveries, oldest first, as it gets room again.
+        Index(
+            "ix_deliveries_parked",
+            "subscription_id",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'pending' AND parked"),
+        ),
+        # The claim counts what every worker holds for a subscription: as many rows as are in
+        # flight, whatever the backlog.
+        Index(
+            "ix_deliveries_leased",
+            "subscription_id",
+            "locked_until",
+            postgresql_where=text("locked_by IS NOT NULL AND status = 'pending'"),
         ),
         Index(
             "ix_deliveries_pending_subscription",
@@ -55,6 +72,8 @@ class Delivery(Base):
     )
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
     held: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # Over its subscription's max_concurrency or rate limit when last looked at by a claim.
+    parked: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -94,3 +113,25 @@ class DeliveryAttempt(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)
     decision: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class SubscriptionThrottle(Base):
+    """The claim's memory of a limited subscription, written only under the claim lock."""
+
+    __tablename__ = "subscription_throttles"
+    __table_args__ = (
+        Index(
+            "ix_subscription_throttles_parked",
+            "subscription_id",
+            postgresql_where=text("parked"),
+        ),
+    )
+
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Some of its deliveries are parked: every claim offers it its free room first.
+    parked: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # The rate limit's token bucket, as of refilled_at; NULL is a full bucket.
+    tokens: Mapped[float | None] = mapped_column(Float, nullable=True)
+    refilled_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -15,52 +15,188 @@ from relay.deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 
 NOTIFY_CHANNEL = "relay_deliveries"
 
-# One statement: pick due rows nobody holds, skip rows another worker is claiming right now,
-# and lease them by moving next_attempt_at to the lease's end. A leased row is therefore not
-# due until its lease runs out, when any worker may take it again (its worker died).
-# An ordered subscription's delivery waits while an earlier one for the same subject is
-# pending. The event and subscription come back in the same round trip.
+# Claims queue behind one transaction-level advisory lock, taken in its own statement so that
+# the claim's snapshot, taken after it, sees every lease the previous claim committed: two
+# workers never count the same free slot or spend the same token.
+_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('relay.claim'))")
+
+# An ordered subscription's delivery waits while an earlier one for the same subject is pending.
+_IN_SUBJECT_ORDER = """
+    ({row}.subject_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries AS earlier
+        WHERE earlier.subscription_id = {row}.subscription_id
+          AND earlier.subject_key = {row}.subject_key
+          AND earlier.status = 'pending'
+          AND (earlier.event_timestamp, earlier.id) < ({row}.event_timestamp, {row}.id)
+    ))
+"""
+
+# One statement. The candidates are the oldest due rows nobody holds (rows another worker is
+# claiming right now are skipped) and the parked rows of subscriptions that have room again.
+# A subscription's room is its max_concurrency less what any worker holds for it, and no more
+# than its rate bucket's whole tokens. Candidates within room are leased by moving
+# next_attempt_at to the lease's end, so a leased row is not due until its lease runs out,
+# when any worker may take it again (its worker died). Candidates beyond room are parked: out
+# of the due index until their subscription has room. The throttle rows keep the parked flag
+# and the spent tokens. The event and subscription come back in the same round trip.
 _CLAIM = text(
-    """
-    UPDATE deliveries AS d
-    SET locked_by = :worker,
-        locked_until = now() + make_interval(secs => :lease_seconds),
-        next_attempt_at = now() + make_interval(secs => :lease_seconds),
-        updated_at = now()
-    FROM (
-        SELECT candidate.id
+    f"""
+    WITH due AS (
+        SELECT candidate.id, candidate.subscription_id, candidate.next_attempt_at
         FROM deliveries AS candidate
         WHERE candidate.status = 'pending'
           AND NOT candidate.held
+          AND NOT candidate.parked
           AND candidate.next_attempt_at <= now()
-          AND (
-            candidate.subject_key IS NULL
-            OR NOT EXISTS (
-                SELECT 1 FROM deliveries AS earlier
-                WHERE earlier.subscription_id = candidate.subscription_id
-                  AND earlier.subject_key = candidate.subject_key
-                  AND earlier.status = 'pending'
-                  AND (earlier.event_timestamp, earlier.id)
-                      < (candidate.event_timestamp, candidate.id)
-            )
-          )
+          AND {_IN_SUBJECT_ORDER.format(row="candidate")}
         ORDER BY candidate.next_attempt_at
         LIMIT :limit
         FOR UPDATE OF candidate SKIP LOCKED
-    ) AS picked,
-    events AS e,
-    sources AS src,
-    subscriptions AS s
-    WHERE d.id = picked.id AND e.id = d.event_id AND src.id = e.source_id
-      AND s.id = d.subscription_id
-    RETURNING d.id, d.event_id, d.subscription_id, d.attempts, d.created_at,
-              e.type AS event_type, e.envelope, e.received_at AS event_received_at,
-              src.slug AS source,
-              s.url, s.headers, s.secret, s.previous_secret, s.previous_secret_expires_at,
-              s.retry_schedule, s.max_concurrency, s.rate_limit_per_second,
-              s.active, s.state, s.deleted_at, s.breaker_open_until
-    """
+    ),
+    throttled AS (
+        SELECT subscription_id FROM subscription_throttles WHERE parked
+    ),
+    room AS (
+        SELECT s.id AS subscription_id,
+               coalesce(t.parked, false) AS was_parked,
+               bucket.tokens,
+               CASE WHEN bucket.tokens IS NULL
+                    THEN greatest(s.max_concurrency - in_flight.leased, 0)
+                    ELSE least(greatest(s.max_concurrency - in_flight.leased, 0),
+                               floor(bucket.tokens)::integer)
+               END AS slots
+        FROM subscriptions AS s
+        LEFT JOIN subscription_throttles AS t ON t.subscription_id = s.id
+        CROSS JOIN LATERAL (
+            SELECT count(*)::integer AS leased
+            FROM deliveries AS held_now
+            WHERE held_now.subscription_id = s.id
+              AND held_now.locked_by IS NOT NULL
+              AND held_now.status = 'pending'
+              AND held_now.locked_until > now()
+        ) AS in_flight
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN s.rate_limit_per_second IS NULL THEN NULL
+                        WHEN t.tokens IS NULL OR t.refilled_at IS NULL
+                        THEN greatest(1.0, s.rate_limit_per_second)
+                        ELSE least(greatest(1.0, s.rate_limit_per_second),
+                                   t.tokens + s.rate_limit_per_second
+                                   * extract(epoch FROM now() - t.refilled_at)::float8)
+                   END AS tokens
+        ) AS bucket
+        WHERE s.id IN (SELECT subscription_id FROM due UNION SELECT subscription_id FROM throttled)
+    ),
+    unparked AS (
+        SELECT waiting.id, waiting.subscription_id, waiting.next_attempt_at
+        FROM room
+        CROSS JOIN LATERAL (
+            SELECT p.id, p.subscription_id, p.next_attempt_at
+            FROM deliveries AS p
+            WHERE p.subscription_id = room.subscription_id
+              AND p.status = 'pending'
+              AND p.parked
+              AND NOT p.held
+              AND {_IN_SUBJECT_ORDER.format(row="p")}
+            ORDER BY p.next_attempt_at, p.id
+            LIMIT room.slots
+            FOR UPDATE OF p SKIP LOCKED
+        ) AS waiting
+        WHERE room.was_parked AND room.slots > 0
+    ),
+    ranked AS (
+        SELECT c.id, c.subscription_id, c.next_attempt_at, c.was_parked,
+               row_number() OVER (
+                   PARTITION BY c.subscription_id ORDER BY c.next_attempt_at, c.id
+               ) AS place
+        FROM (
+            SELECT id, subscription_id, next_attempt_at, true AS was_parked FROM unparked
+            UNION ALL
+            SELECT id, subscription_id, next_attempt_at, false AS was_parked FROM due
+        ) AS c
+    ),
+    picked AS (
+        SELECT ranked.id
+        FROM ranked JOIN room USING (subscription_id)
+        WHERE ranked.place <= room.slots
+        ORDER BY ranked.next_attempt_at
+        LIMIT :limit
+    ),
+    leased AS (
+        UPDATE deliveries AS d
+        SET locked_by = :worker,
+            locked_until = now() + make_interval(secs => :lease_seconds),
+            next_attempt_at = now() + make_interval(secs => :lease_seconds),
+            parked = false,
+            updated_at = now()
+        FROM picked
+        WHERE d.id = picked.id
+        RETURNING d.id, d.event_id, d.subscription_id, d.attempts, d.created_at
+    ),
+    parking AS (
+        UPDATE deliveries AS d
+        SET parked = true, updated_at = now()
+        FROM ranked JOIN room USING (subscription_id)
+        WHERE d.id = ranked.id AND NOT ranked.was_parked AND ranked.place > room.slots
+        RETURNING d.subscription_id
+    ),
+    outcome AS (
+        SELECT room.subscription_id, room.was_parked, spent.count AS spent,
+               room.tokens - spent.count AS tokens_left,
+               EXISTS (
+                   SELECT 1 FROM parking WHERE parking.subscription_id = room.subscription_id
+               ) OR EXISTS (
+                   SELECT 1 FROM deliveries AS p
+                   WHERE p.subscription_id = room.subscription_id
+                     AND p.status = 'pending' AND p.parked
+                     AND p.id NOT IN (SELECT id FROM leased)
+               ) AS still_parked
+        FROM room
+        CROSS JOIN LATERAL (
+            SELECT count(*)::integer AS count
+            FROM leased WHERE leased.subscription_id = room.subscription_id
+        ) AS spent
+    ),
+    remembered AS (
+        INSERT INTO subscription_throttles AS t (subscription_id, parked, tokens, refilled_at)
+        SELECT subscription_id, still_parked, tokens_left, now()
+        FROM outcome
+        WHERE still_parked <> was_parked OR (tokens_left IS NOT NULL AND spent > 0)
+        ON CONFLICT (subscription_id) DO UPDATE
+        SET parked = excluded.parked, tokens = excluded.tokens, refilled_at = excluded.refilled_at
+    )
+    -- One row at least, so that a claim that only parked says so.
+    SELECT claimed.*, parked_now.count AS parked_now
+    FROM (SELECT count(*)::integer AS count FROM parking) AS parked_now
+    LEFT JOIN (
+        SELECT leased.id, leased.event_id, leased.subscription_id, leased.attempts,
+               leased.created_at,
+               e.type AS event_type, e.envelope, e.received_at AS event_received_at,
+               src.slug AS source,
+               s.url, s.headers, s.secret, s.previous_secret, s.previous_secret_expires_at,
+               s.retry_schedule, s.max_concurrency, s.rate_limit_per_second,
+               s.active, s.state, s.deleted_at, s.breaker_open_until
+        FROM leased
+        JOIN events AS e ON e.id = leased.event_id
+        JOIN sources AS src ON src.id = e.source_id
+        JOIN subscriptions AS s ON s.id = leased.subscription_id
+    ) AS claimed ON true
+    """,  # noqa: S608 (formatted only with the module's own constant)
 ).columns(secret=EncryptedText(), previous_secret=EncryptedText())
+
+# When the next token of a rate-limited subscription with parked deliveries comes: the worker
+# claims again then, not at its next poll.
+_NEXT_TOKEN_IN = text(
+    """
+    SELECT min(greatest(
+        (1.0 - t.tokens) / s.rate_limit_per_second
+        - extract(epoch FROM now() - t.refilled_at)::float8,
+        0.0
+    ))
+    FROM subscription_throttles AS t
+    JOIN subscriptions AS s ON s.id = t.subscription_id
+    WHERE t.parked AND s.rate_limit_per_second IS NOT NULL AND t.tokens IS NOT NULL
+    """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +244,13 @@ class ClaimedDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimBatch:
+    deliveries: list[ClaimedDelivery]
+    # Deliveries this claim found over their subscription's limits and set aside.
+    parked: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryQuery:
     subscription_id: str | None = None
     event_id: str | None = None
@@ -127,12 +270,27 @@ class DeliveryRepository:
         """Wakes the dispatchers when the surrounding transaction commits (a hint only)."""
         await self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    async def claim(self, *, worker: str, limit: int, lease: timedelta) -> list[ClaimedDelivery]:
+    async def claim(self, *, worker: str, limit: int, lease: timedelta) -> ClaimBatch:
+        """Leases up to `limit` due deliveries, within their subscriptions' limits across all
+        workers, and parks those of the `limit` oldest due rows that are over their limits.
+        The caller commits at once: that ends the claim lock."""
+        await self.session.execute(_CLAIM_LOCK)
         result = await self.session.execute(
             _CLAIM,
             {"worker": worker, "limit": limit, "lease_seconds": lease.total_seconds()},
         )
-        return [ClaimedDelivery(**row._mapping) for row in result]
+        rows = [row._mapping for row in result]
+        claimed = [
+            ClaimedDelivery(**{key: value for key, value in row.items() if key != "parked_now"})
+            for row in rows
+            if row["id"] is not None
+        ]
+        return ClaimBatch(deliveries=claimed, parked=rows[0]["parked_now"] if rows else 0)
+
+    async def seconds_until_next_token(self) -> float | None:
+        """When a rate-limited subscription with parked deliveries may send again."""
+        wait = (await self.session.execute(_NEXT_TOKEN_IN)).scalar_one()
+        return None if wait is None else float(wait)
 
     async def finish(
         self,
@@ -271,6 +429,7 @@ class DeliveryRepository:
         delivery.status = DeliveryStatus.PENDING
         delivery.next_attempt_at = now
         delivery.held = False
+        delivery.parked = False
         delivery.locked_by = None
         delivery.locked_until = None
         delivery.completed_at = None
@@ -364,8 +523,8 @@ _REQUEUE_FAILED = text(
         FOR KEY SHARE OF e SKIP LOCKED
     )
     UPDATE deliveries AS d
-    SET status = 'pending', held = false, next_attempt_at = :now, locked_by = NULL,
-        locked_until = NULL, completed_at = NULL, updated_at = :now
+    SET status = 'pending', held = false, parked = false, next_attempt_at = :now,
+        locked_by = NULL, locked_until = NULL, completed_at = NULL, updated_at = :now
     FROM picked
     WHERE d.id = picked.id
     RETURNING d.id, d.created_at
@@ -392,11 +551,16 @@ _SUBSCRIPTION_BACKLOG = text(
     """
 )
 
+# Parked rows count too: they are due, waiting only for their subscription to have room.
 _BACKLOG = text(
     """
     SELECT count(*) FROM (
-        SELECT 1 FROM deliveries
-        WHERE status = 'pending' AND NOT held AND next_attempt_at <= now() + interval '5 seconds'
+        (SELECT 1 FROM deliveries
+         WHERE status = 'pending' AND NOT held AND NOT parked
+           AND next_attempt_at <= now() + interval '5 seconds'
+         LIMIT :cap)
+        UNION ALL
+        (SELECT 1 FROM deliveries WHERE status = 'pending' AND parked AND NOT held LIMIT :cap)
         LIMIT :cap
     ) AS due
     """

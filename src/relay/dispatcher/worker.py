@@ -2,8 +2,8 @@
 slow subscriber.
 
 Each claimed delivery runs as its own task. A subscription's own limits (max_concurrency,
-rate_limit_per_second) are enforced here, per worker process: a delivery over a limit is given
-back to the queue for a moment instead of waiting in memory while holding its lease.
+rate_limit_per_second) are enforced by the claim, across every worker: a worker only ever
+holds deliveries it may send at once.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +28,12 @@ from relay.core.netguard import DestinationPolicy
 from relay.core.settings import Settings
 from relay.db.retry import retrying_while_unavailable
 from relay.deliveries.models import DeliveryStatus
-from relay.deliveries.repository import ClaimedDelivery, DeliveryRepository, SucceededDelivery
+from relay.deliveries.repository import (
+    ClaimBatch,
+    ClaimedDelivery,
+    DeliveryRepository,
+    SucceededDelivery,
+)
 from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
 from relay.dispatcher.listener import NotificationListener
 from relay.dispatcher.recorder import Success, SuccessRecorder
@@ -48,30 +51,11 @@ from relay.retention.service import Purger
 
 log = get_logger(__name__)
 
-SATURATED_RETRY_DELAY = timedelta(seconds=1)
 PROBE_CHECK_INTERVAL = 5.0
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    rate: float
-    tokens: float = 1.0
-    updated: float = field(default_factory=time.monotonic)
-
-    def take(self) -> float:
-        """Takes a token; returns 0 when one was available, else seconds until one is."""
-        now = time.monotonic()
-        capacity = max(1.0, self.rate)
-        self.tokens = min(capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
 
 
 class Dispatcher:
@@ -102,8 +86,6 @@ class Dispatcher:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
-        self.per_subscription: defaultdict[str, int] = defaultdict(int)
-        self.buckets: dict[str, TokenBucket] = {}
         self.recorder = SuccessRecorder(
             session_factory, self.policy, worker=self.name, clock=self.clock
         )
@@ -147,31 +129,40 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while not self.stopping.is_set():
             free = self.settings.dispatcher_concurrency - len(self.in_flight)
-            claimed: list[ClaimedDelivery] = []
+            batch = ClaimBatch(deliveries=[], parked=0)
             if free > 0:
                 self.wake.clear()
                 try:
-                    claimed = await self._claim(min(free, self.settings.dispatcher_batch_size))
+                    batch = await self._claim(min(free, self.settings.dispatcher_batch_size))
                 except Exception as exc:
                     if not is_database_unavailable(exc):
                         raise
                     log.warning("claim_failed_database_unavailable", error=type(exc).__name__)
-                for delivery in claimed:
+                for delivery in batch.deliveries:
                     self._start(delivery)
-            if len(claimed) < min(max(free, 1), self.settings.dispatcher_batch_size):
+            # A claim that parked a saturated subscription's rows may have more behind them.
+            wanted = min(max(free, 1), self.settings.dispatcher_batch_size)
+            if len(batch.deliveries) < wanted and not batch.parked:
                 await self._wait_for_work()
 
     async def _wait_for_work(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=self.settings.dispatcher_poll_interval)
 
-    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
+    async def _claim(self, limit: int) -> ClaimBatch:
         async with self.session_factory() as session:
-            claimed = await DeliveryRepository(session).claim(
+            deliveries = DeliveryRepository(session)
+            batch = await deliveries.claim(
                 worker=self.name, limit=limit, lease=self.settings.dispatcher_lease
             )
             await session.commit()
-        return claimed
+            if len(batch.deliveries) < limit:
+                # A rate-limited subscription waits for its next token: claim again then.
+                wait = await deliveries.seconds_until_next_token()
+                await session.commit()
+                if wait is not None:
+                    self._wake_at(self.clock() + timedelta(seconds=wait))
+        return batch
 
     def _start(self, claimed: ClaimedDelivery) -> None:
         task = asyncio.create_task(self._handle(claimed), name=f"deliver-{claimed.id}")
@@ -200,26 +191,7 @@ class Dispatcher:
             if not is_probe:
                 await self._hold(claimed, now=now)
                 return
-        if self.per_subscription[claimed.subscription_id] >= claimed.max_concurrency:
-            await self._give_back(claimed, at=now + SATURATED_RETRY_DELAY)
-            self._wake_at(now + SATURATED_RETRY_DELAY)
-            return
-        if claimed.rate_limit_per_second:
-            bucket = self.buckets.setdefault(
-                claimed.subscription_id, TokenBucket(rate=claimed.rate_limit_per_second)
-            )
-            bucket.rate = claimed.rate_limit_per_second
-            wait = bucket.take()
-            if wait > 0:
-                await self._give_back(claimed, at=now + timedelta(seconds=wait))
-                self._wake_at(now + timedelta(seconds=wait))
-                return
-
-        self.per_subscription[claimed.subscription_id] += 1
-        try:
-            await self._attempt(claimed)
-        finally:
-            self.per_subscription[claimed.subscription_id] -= 1
+        await self._attempt(claimed)
 
     async def _attempt(self, claimed: ClaimedDelivery) -> None:
         attempt_number = claimed.attempts + 1
@@ -389,11 +361,6 @@ class Dispatcher:
     async def _hold(self, claimed: ClaimedDelivery, *, now: datetime) -> None:
         async with self.session_factory() as session:
             await DeliveryRepository(session).hold([claimed.id], worker=self.name, now=now)
-            await session.commit()
-
-    async def _give_back(self, claimed: ClaimedDelivery, *, at: datetime) -> None:
-        async with self.session_factory() as session:
-            await DeliveryRepository(session).release([claimed.id], worker=self.name, at=at)
             await session.commit()
 
     async def _probe_loop(self) -> None:

@@ -1,0 +1,240 @@
+"""The claim statement: each subscription's share across workers (its free slots and its rate
+tokens), and parking, which keeps one subscription's backlog from standing before the others."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relay.deliveries.models import DeliveryStatus
+from relay.deliveries.repository import ClaimBatch, ClaimedDelivery, DeliveryRepository
+from tests.support.relay import create_routestripe_source, post_routestripe, subscribe, visit_event
+
+LEASE = timedelta(seconds=60)
+NOWHERE = "http://127.0.0.1:9"
+
+
+async def claim(
+    session_factory: async_sessionmaker[AsyncSession],
+    worker: str,
+    *,
+    limit: int = 100,
+) -> ClaimBatch:
+    async with session_factory() as session:
+        batch = await DeliveryRepository(session).claim(worker=worker, limit=limit, lease=LEASE)
+        await session.commit()
+    return batch
+
+
+async def succeed(
+    session_factory: async_sessionmaker[AsyncSession], worker: str, claimed: list[ClaimedDelivery]
+) -> None:
+    now = datetime.now(UTC)
+    async with session_factory() as session:
+        repository = DeliveryRepository(session)
+        for delivery in claimed:
+            assert await repository.finish(
+                delivery.id,
+                worker=worker,
+                status=DeliveryStatus.SUCCEEDED,
+                attempts=1,
+                next_attempt_at=now,
+                last_status_code=200,
+                last_error=None,
+                now=now,
+            )
+        await session.commit()
+
+
+def per_subscription(batch: ClaimBatch, ids: dict[str, str]) -> dict[str, int]:
+    counts = Counter(item.subscription_id for item in batch.deliveries)
+    return {name: counts[id_] for name, id_ in ids.items()}
+
+
+async def scalar(
+    session_factory: async_sessionmaker[AsyncSession], sql: str, **params: object
+) -> Any:
+    async with session_factory() as session:
+        return await session.scalar(text(sql), params)
+
+
+async def test_each_subscription_gets_its_free_slots_and_its_tokens_whoever_claims(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    ids = {
+        "narrow": (await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=4))["id"],
+        "paced": (await subscribe(client, f"{NOWHERE}/paced", rate_limit_per_second=3))["id"],
+        "wide": (await subscribe(client, f"{NOWHERE}/wide"))["id"],
+    }
+    assert (await post_routestripe(client, [visit_event() for _ in range(12)])).status_code == 200
+
+    first = await claim(session_factory, "worker-a")
+    # 4 slots; a bucket of 3 tokens; the default 10 slots.
+    assert per_subscription(first, ids) == {"narrow": 4, "paced": 3, "wide": 10}
+    assert first.parked == (12 - 4) + (12 - 3) + (12 - 10)
+
+    # Another worker at once: the slots are held and the tokens spent, whoever asks.
+    second = await claim(session_factory, "worker-b")
+    again = per_subscription(second, ids)
+    assert again["narrow"] == 0
+    assert again["wide"] == 0
+    assert again["paced"] <= 1  # at most what 3/s refilled since the first claim
+
+
+async def test_a_saturated_backlog_is_parked_and_never_stands_before_another_subscription(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    narrow = await subscribe(
+        client, f"{NOWHERE}/narrow", max_concurrency=2, event_types=["order.created"]
+    )
+    other = await subscribe(client, f"{NOWHERE}/other", event_types=["order.updated"])
+    ids = {"narrow": narrow["id"], "other": other["id"]}
+    for _ in range(3):
+        assert (
+            await post_routestripe(client, [visit_event() for _ in range(10)])
+        ).status_code == 200
+    # Due after the whole backlog of the narrow subscription.
+    updated = [visit_event(event="visit.delivery_note.changed") for _ in range(3)]
+    assert (await post_routestripe(client, updated)).status_code == 200
+
+    # Each claim of 10 looks at the 10 oldest due rows: the narrow backlog is parked 10 at a
+    # time, then the other subscription's deliveries come, though none of the backlog's did.
+    taken = Counter[str]()
+    claims = 0
+    while taken["other"] < 3:
+        claims += 1
+        assert claims <= 5, taken
+        taken.update(per_subscription(await claim(session_factory, "w", limit=10), ids))
+    assert taken == {"narrow": 2, "other": 3}
+    parked = await scalar(
+        session_factory,
+        "SELECT count(*) FROM deliveries WHERE subscription_id = :id AND parked",
+        id=narrow["id"],
+    )
+    assert parked == 28
+    assert await scalar(
+        session_factory,
+        "SELECT parked FROM subscription_throttles WHERE subscription_id = :id",
+        id=narrow["id"],
+    )
+
+
+async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_flag_clears(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    narrow = await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=3)
+    assert (await post_routestripe(client, [visit_event() for _ in range(10)])).status_code == 200
+    async with session_factory() as session:
+        order = list(
+            (
+                await session.execute(
+                    text(
+                        "SELECT id FROM deliveries WHERE subscription_id = :id "
+                        "ORDER BY next_attempt_at, id"
+                    ),
+                    {"id": narrow["id"]},
+                )
+            ).scalars()
+        )
+
+    sent: list[str] = []
+    batch = await claim(session_factory, "w")
+    assert batch.parked == 7
+    while batch.deliveries:
+        assert len(batch.deliveries) <= 3
+        # Nothing is free until something finishes: a second claim takes nothing.
+        assert (await claim(session_factory, "w")).deliveries == []
+        sent.extend(item.id for item in batch.deliveries)
+        await succeed(session_factory, "w", batch.deliveries)
+        batch = await claim(session_factory, "w")
+
+    assert sorted(sent) == sorted(order)
+    # Oldest first, three at a time; within a claim, any order.
+    assert [set(sent[i : i + 3]) for i in range(0, 10, 3)] == [
+        set(order[i : i + 3]) for i in range(0, 10, 3)
+    ]
+    assert not await scalar(
+        session_factory,
+        "SELECT parked FROM subscription_throttles WHERE subscription_id = :id",
+        id=narrow["id"],
+    )
+
+
+async def test_a_dead_workers_expired_lease_frees_its_slot(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    await subscribe(client, f"{NOWHERE}/one", max_concurrency=1)
+    assert (await post_routestripe(client, [visit_event() for _ in range(2)])).status_code == 200
+    [held] = (await claim(session_factory, "dead")).deliveries
+    assert (await claim(session_factory, "alive")).deliveries == []
+
+    async with session_factory() as session:
+        await session.execute(
+            text(
+                "UPDATE deliveries SET locked_until = now() - interval '1 second', "
+                "next_attempt_at = now() - interval '1 second' WHERE id = :id"
+            ),
+            {"id": held.id},
+        )
+        await session.commit()
+    [taken] = (await claim(session_factory, "alive")).deliveries
+    # The dead worker's delivery is due again and the oldest: it goes first.
+    assert taken.id == held.id
+
+
+async def test_a_parked_delivery_that_failed_comes_back_unparked_when_retried(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    narrow = await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=1)
+    assert (await post_routestripe(client, [visit_event() for _ in range(2)])).status_code == 200
+    [first] = (await claim(session_factory, "w")).deliveries
+    parked_id = await scalar(
+        session_factory,
+        "SELECT id FROM deliveries WHERE subscription_id = :id AND parked",
+        id=narrow["id"],
+    )
+    assert parked_id is not None
+    assert parked_id != first.id
+    # Failed while parked (an operator's hand, say): the flag stays on the failed row.
+    async with session_factory() as session:
+        await session.execute(
+            text("UPDATE deliveries SET status = 'failed' WHERE id = :id"), {"id": parked_id}
+        )
+        await session.commit()
+    await succeed(session_factory, "w", [first])
+
+    retried = await client.post(f"/v1/deliveries/{parked_id}/retry")
+    assert retried.status_code == 200, retried.text
+    assert (
+        await scalar(session_factory, "SELECT parked FROM deliveries WHERE id = :id", id=parked_id)
+        is False
+    )
+    [again] = (await claim(session_factory, "w")).deliveries
+    assert again.id == parked_id
+
+
+async def test_deleting_a_subscription_fails_its_parked_deliveries(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    narrow = await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=1)
+    assert (await post_routestripe(client, [visit_event() for _ in range(4)])).status_code == 200
+    assert (await claim(session_factory, "w")).parked == 3
+    assert (await client.delete(f"/v1/subscriptions/{narrow['id']}")).status_code == 204
+    statuses = await scalar(
+        session_factory,
+        "SELECT array_agg(DISTINCT status) FROM deliveries WHERE subscription_id = :id",
+        id=narrow["id"],
+    )
+    assert statuses == ["failed"]
+    assert (await claim(session_factory, "w")).deliveries == []
