@@ -238,3 +238,38 @@ async def test_deleting_a_subscription_fails_its_parked_deliveries(
     )
     assert statuses == ["failed"]
     assert (await claim(session_factory, "w")).deliveries == []
+
+
+async def test_a_released_backlog_goes_parked_and_the_first_claim_serves_everyone(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    narrow = await subscribe(
+        client, f"{NOWHERE}/narrow", max_concurrency=2, event_types=["order.created"]
+    )
+    other = await subscribe(client, f"{NOWHERE}/other", event_types=["order.updated"])
+    ids = {"narrow": narrow["id"], "other": other["id"]}
+    assert (await post_routestripe(client, [visit_event() for _ in range(20)])).status_code == 200
+    # Held back, as by a pause or an open breaker.
+    async with session_factory() as session:
+        await session.execute(
+            text("UPDATE deliveries SET held = true WHERE subscription_id = :id"),
+            {"id": narrow["id"]},
+        )
+        await session.commit()
+    updated = [visit_event(event="visit.delivery_note.changed") for _ in range(3)]
+    assert (await post_routestripe(client, updated)).status_code == 200
+
+    resumed = await client.patch(f"/v1/subscriptions/{narrow['id']}", json={"active": True})
+    assert resumed.status_code == 200, resumed.text
+
+    # All 20 came back at once, older than the other's 3; a claim of 5 still serves both.
+    first = await claim(session_factory, "w", limit=5)
+    assert per_subscription(first, ids) == {"narrow": 2, "other": 3}
+    assert first.parked == 0
+    parked = await scalar(
+        session_factory,
+        "SELECT count(*) FROM deliveries WHERE subscription_id = :id AND parked AND NOT held",
+        id=narrow["id"],
+    )
+    assert parked == 18

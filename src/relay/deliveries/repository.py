@@ -183,6 +183,27 @@ _CLAIM = text(
     """,  # noqa: S608 (formatted only with the module's own constant)
 ).columns(secret=EncryptedText(), previous_secret=EncryptedText())
 
+# Parked, not due: a released backlog goes straight to the claim's parked set, in one write,
+# instead of filling the due index that every subscription's fresh events go through. Taken
+# under the claim lock, so no claim running now can clear the subscription's parked flag.
+_RELEASE_HELD = text(
+    """
+    WITH released AS (
+        UPDATE deliveries
+        SET held = false, parked = true, next_attempt_at = least(next_attempt_at, :now),
+            updated_at = :now
+        WHERE subscription_id = :subscription_id AND status = 'pending' AND held
+        RETURNING id
+    ),
+    flagged AS (
+        INSERT INTO subscription_throttles (subscription_id, parked)
+        SELECT :subscription_id, true WHERE EXISTS (SELECT 1 FROM released)
+        ON CONFLICT (subscription_id) DO UPDATE SET parked = true
+    )
+    SELECT count(*) FROM released
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+
 # When the next token of a rate-limited subscription with parked deliveries comes: the worker
 # claims again then, not at its next poll.
 _NEXT_TOKEN_IN = text(
@@ -343,6 +364,15 @@ class DeliveryRepository:
                 .where(Delivery.id.in_(delivery_ids), Delivery.locked_by == worker)
                 .values(locked_by=None, locked_until=None, held=True, updated_at=now)
             )
+
+    async def release_held(self, subscription_id: str, *, now: datetime) -> int:
+        """Sends the deliveries held while the subscription was paused or failing on their way,
+        parked: however many there are, they never stand before another subscription's."""
+        await self.session.execute(_CLAIM_LOCK)
+        result = await self.session.execute(
+            _RELEASE_HELD, {"subscription_id": subscription_id, "now": now}
+        )
+        return int(result.scalar_one())
 
     async def release_one_probe(self, subscription_id: str, *, now: datetime) -> bool:
         """Makes the oldest held delivery of a subscription due: the breaker's probe."""

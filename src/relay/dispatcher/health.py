@@ -108,7 +108,7 @@ class SubscriptionHealth:
             _RECORD_SUCCESSES, {"ids": sorted(subscription_ids), "now": now}
         )
         for subscription_id in changed.scalars().all():
-            await self.subscriptions.release_held_deliveries(subscription_id, now=now)
+            await self.deliveries.release_held(subscription_id, now=now)
 
     async def record_failure(self, subscription_id: str, *, reason: str, now: datetime) -> None:
         result = await self.session.execute(

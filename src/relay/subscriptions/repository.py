@@ -64,16 +64,3 @@ class SubscriptionRepository:
             )
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
-
-    async def release_held_deliveries(self, subscription_id: str, *, now: datetime) -> int:
-        """Makes the deliveries held while the subscription was paused or failing due now."""
-        result = await self.session.execute(
-            update(Delivery)
-            .where(
-                Delivery.subscription_id == subscription_id,
-                Delivery.status == DeliveryStatus.PENDING,
-                Delivery.held,
-            )
-            .values(held=False, next_attempt_at=now, updated_at=now)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]

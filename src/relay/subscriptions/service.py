@@ -11,6 +11,7 @@ from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
 from relay.core.logging import is_secret_key
 from relay.core.masking import masked
+from relay.deliveries.repository import DeliveryRepository
 from relay.dispatcher.retry import validate_schedule
 from relay.dispatcher.sender import OutgoingDelivery, send, signing_secrets
 from relay.dispatcher.signing import generate_secret, mask_secret
@@ -184,7 +185,9 @@ class SubscriptionService:
         if payload.active is not None:
             subscription.active = payload.active
             if payload.active:
-                await self.repository.release_held_deliveries(subscription.id, now=now)
+                await DeliveryRepository(self.repository.session).release_held(
+                    subscription.id, now=now
+                )
             if payload.active and subscription.state != SubscriptionState.ACTIVE:
                 # Re-enabling is the admin's word that the endpoint is fixed.
                 subscription.state = SubscriptionState.ACTIVE
