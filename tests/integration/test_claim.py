@@ -78,6 +78,9 @@ async def test_each_subscription_gets_its_free_slots_and_its_tokens_whoever_clai
     # 4 slots; a bucket of 3 tokens; the default 10 slots.
     assert per_subscription(first, ids) == {"narrow": 4, "paced": 3, "wide": 10}
     assert first.parked == (12 - 4) + (12 - 3) + (12 - 10)
+    # The bucket is empty: its next token comes in a third of a second.
+    assert first.next_token_in is not None
+    assert 0.2 < first.next_token_in <= 1 / 3
 
     # Another worker at once: the slots are held and the tokens spent, whoever asks.
     second = await claim(session_factory, "worker-b")
@@ -148,6 +151,8 @@ async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_flag_cle
     sent: list[str] = []
     batch = await claim(session_factory, "w")
     assert batch.parked == 7
+    # No rate limit: only a finished delivery makes room, and the worker wakes on that.
+    assert batch.next_token_in is None
     while batch.deliveries:
         assert len(batch.deliveries) <= 3
         # Nothing is free until something finishes: a second claim takes nothing.

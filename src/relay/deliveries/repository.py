@@ -58,6 +58,7 @@ _CLAIM = text(
     ),
     room AS (
         SELECT s.id AS subscription_id,
+               s.rate_limit_per_second AS rate,
                coalesce(t.parked, false) AS was_parked,
                bucket.tokens,
                CASE WHEN bucket.tokens IS NULL
@@ -140,7 +141,7 @@ _CLAIM = text(
         RETURNING d.subscription_id
     ),
     outcome AS (
-        SELECT room.subscription_id, room.was_parked, spent.count AS spent,
+        SELECT room.subscription_id, room.rate, room.was_parked, spent.count AS spent,
                room.tokens - spent.count AS tokens_left,
                EXISTS (
                    SELECT 1 FROM parking WHERE parking.subscription_id = room.subscription_id
@@ -164,17 +165,21 @@ _CLAIM = text(
         ON CONFLICT (subscription_id) DO UPDATE
         SET parked = excluded.parked, tokens = excluded.tokens, refilled_at = excluded.refilled_at
     )
-    -- One row at least, so that a claim that only parked says so.
-    SELECT claimed.*, parked_now.count AS parked_now
-    FROM (SELECT count(*)::integer AS count FROM parking) AS parked_now
+    -- One row at least, so that a claim that only parked, or left a rate-limited subscription
+    -- waiting for its next token, says so.
+    SELECT claimed.*, summary.parked_now, summary.next_token_in
+    FROM (
+        SELECT (SELECT count(*)::integer FROM parking) AS parked_now,
+               (SELECT min((1.0 - tokens_left) / rate)
+                FROM outcome WHERE still_parked AND tokens_left < 1) AS next_token_in
+    ) AS summary
     LEFT JOIN (
         SELECT leased.id, leased.event_id, leased.subscription_id, leased.attempts,
                leased.created_at,
                e.type AS event_type, e.envelope, e.received_at AS event_received_at,
                src.slug AS source,
                s.url, s.headers, s.secret, s.previous_secret, s.previous_secret_expires_at,
-               s.retry_schedule, s.max_concurrency, s.rate_limit_per_second,
-               s.active, s.state, s.deleted_at, s.breaker_open_until
+               s.retry_schedule, s.active, s.state, s.deleted_at, s.breaker_open_until
         FROM leased
         JOIN events AS e ON e.id = leased.event_id
         JOIN sources AS src ON src.id = e.source_id
@@ -204,20 +209,7 @@ _RELEASE_HELD = text(
     """
 ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
 
-# When the next token of a rate-limited subscription with parked deliveries comes: the worker
-# claims again then, not at its next poll.
-_NEXT_TOKEN_IN = text(
-    """
-    SELECT min(greatest(
-        (1.0 - t.tokens) / s.rate_limit_per_second
-        - extract(epoch FROM now() - t.refilled_at)::float8,
-        0.0
-    ))
-    FROM subscription_throttles AS t
-    JOIN subscriptions AS s ON s.id = t.subscription_id
-    WHERE t.parked AND s.rate_limit_per_second IS NOT NULL AND t.tokens IS NOT NULL
-    """
-)
+_CLAIM_SUMMARY = frozenset({"parked_now", "next_token_in"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +248,6 @@ class ClaimedDelivery:
     previous_secret: str | None
     previous_secret_expires_at: datetime | None
     retry_schedule: list[float] | None
-    max_concurrency: int
-    rate_limit_per_second: float | None
     active: bool
     state: str
     deleted_at: datetime | None
@@ -269,6 +259,8 @@ class ClaimBatch:
     deliveries: list[ClaimedDelivery]
     # Deliveries this claim found over their subscription's limits and set aside.
     parked: int
+    # Seconds until a rate-limited subscription left with parked deliveries has a token.
+    next_token_in: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,18 +292,20 @@ class DeliveryRepository:
             _CLAIM,
             {"worker": worker, "limit": limit, "lease_seconds": lease.total_seconds()},
         )
-        rows = [row._mapping for row in result]
+        rows = [dict(row._mapping) for row in result]
+        parked, next_token_in = rows[0]["parked_now"], rows[0]["next_token_in"]
         claimed = [
-            ClaimedDelivery(**{key: value for key, value in row.items() if key != "parked_now"})
+            ClaimedDelivery(
+                **{key: value for key, value in row.items() if key not in _CLAIM_SUMMARY}
+            )
             for row in rows
             if row["id"] is not None
         ]
-        return ClaimBatch(deliveries=claimed, parked=rows[0]["parked_now"] if rows else 0)
-
-    async def seconds_until_next_token(self) -> float | None:
-        """When a rate-limited subscription with parked deliveries may send again."""
-        wait = (await self.session.execute(_NEXT_TOKEN_IN)).scalar_one()
-        return None if wait is None else float(wait)
+        return ClaimBatch(
+            deliveries=claimed,
+            parked=parked,
+            next_token_in=None if next_token_in is None else float(next_token_in),
+        )
 
     async def finish(
         self,

@@ -156,12 +156,9 @@ class Dispatcher:
                 worker=self.name, limit=limit, lease=self.settings.dispatcher_lease
             )
             await session.commit()
-            if len(batch.deliveries) < limit:
-                # A rate-limited subscription waits for its next token: claim again then.
-                wait = await deliveries.seconds_until_next_token()
-                await session.commit()
-                if wait is not None:
-                    self._wake_at(self.clock() + timedelta(seconds=wait))
+        if batch.next_token_in is not None:
+            # A rate-limited subscription waits for its next token: claim again then.
+            self._wake_at(self.clock() + timedelta(seconds=batch.next_token_in))
         return batch
 
     def _start(self, claimed: ClaimedDelivery) -> None:
