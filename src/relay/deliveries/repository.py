@@ -143,19 +143,30 @@ _CLAIM = text(
     outcome AS (
         SELECT room.subscription_id, room.rate, room.was_parked, spent.count AS spent,
                room.tokens - spent.count AS tokens_left,
-               EXISTS (
-                   SELECT 1 FROM parking WHERE parking.subscription_id = room.subscription_id
-               ) OR EXISTS (
-                   SELECT 1 FROM deliveries AS p
-                   WHERE p.subscription_id = room.subscription_id
-                     AND p.status = 'pending' AND p.parked
-                     AND p.id NOT IN (SELECT id FROM leased)
-               ) AS still_parked
+               -- The table is read only when the parked rows may have run out: fewer came
+               -- than there was room for. A full share says more may wait, and the next
+               -- claim looks again.
+               CASE WHEN EXISTS (
+                        SELECT 1 FROM parking WHERE parking.subscription_id = room.subscription_id
+                    ) THEN true
+                    WHEN NOT room.was_parked THEN false
+                    WHEN room.slots = 0 OR offered.count >= room.slots THEN true
+                    ELSE EXISTS (
+                        SELECT 1 FROM deliveries AS p
+                        WHERE p.subscription_id = room.subscription_id
+                          AND p.status = 'pending' AND p.parked
+                          AND p.id NOT IN (SELECT id FROM leased)
+                    )
+               END AS still_parked
         FROM room
         CROSS JOIN LATERAL (
             SELECT count(*)::integer AS count
             FROM leased WHERE leased.subscription_id = room.subscription_id
         ) AS spent
+        CROSS JOIN LATERAL (
+            SELECT count(*)::integer AS count
+            FROM unparked WHERE unparked.subscription_id = room.subscription_id
+        ) AS offered
     ),
     remembered AS (
         INSERT INTO subscription_throttles AS t (subscription_id, parked, tokens, refilled_at)
