@@ -278,3 +278,78 @@ async def test_a_released_backlog_goes_parked_and_the_first_claim_serves_everyon
         id=narrow["id"],
     )
     assert parked == 18
+
+
+async def test_parking_a_row_whose_lease_ran_out_takes_the_lease_from_its_late_worker(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    await subscribe(client, f"{NOWHERE}/one", max_concurrency=1)
+    assert (await post_routestripe(client, [visit_event() for _ in range(2)])).status_code == 200
+    [late] = (await claim(session_factory, "slow")).deliveries
+    # The slow worker's lease runs out; its delivery is due again, after the parked one.
+    async with session_factory() as session:
+        await session.execute(
+            text(
+                "UPDATE deliveries SET locked_until = now() - interval '1 second', "
+                "next_attempt_at = now() WHERE id = :id"
+            ),
+            {"id": late.id},
+        )
+        await session.commit()
+    taken = await claim(session_factory, "other")
+    assert [item.id for item in taken.deliveries] != [late.id]
+    assert taken.parked == 1
+
+    async with session_factory() as session:
+        row = (
+            await session.execute(
+                text("SELECT parked, locked_by FROM deliveries WHERE id = :id"), {"id": late.id}
+            )
+        ).one()
+        assert tuple(row) == (True, None)
+        # The slow worker answers at last: its retry time must not land on a parked row that
+        # the next claim would send at once.
+        now = datetime.now(UTC)
+        recorded = await DeliveryRepository(session).finish(
+            late.id,
+            worker="slow",
+            status=DeliveryStatus.PENDING,
+            attempts=1,
+            next_attempt_at=now + timedelta(minutes=5),
+            last_status_code=500,
+            last_error="retry in 5 min",
+            now=now,
+        )
+        await session.commit()
+    assert recorded is False
+
+
+async def test_a_delivery_held_after_its_subscription_was_resumed_is_due_instead(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    subscription = await subscribe(client, f"{NOWHERE}/paused")
+    path = f"/v1/subscriptions/{subscription['id']}"
+    assert (await post_routestripe(client, [visit_event() for _ in range(2)])).status_code == 200
+    [first, second] = (await claim(session_factory, "w")).deliveries
+    # The worker saw the subscription paused; by the time it holds the delivery, an admin has
+    # resumed it, and the release found nothing held yet.
+    assert (await client.patch(path, json={"active": False})).status_code == 200
+    async with session_factory() as session:
+        await DeliveryRepository(session).hold(first.id, worker="w", now=datetime.now(UTC))
+        await session.commit()
+    assert (await client.patch(path, json={"active": True})).status_code == 200
+    async with session_factory() as session:
+        await DeliveryRepository(session).hold(second.id, worker="w", now=datetime.now(UTC))
+        await session.commit()
+
+    async with session_factory() as session:
+        rows = await session.execute(
+            text("SELECT id, held, parked, locked_by FROM deliveries ORDER BY id")
+        )
+        state = {row.id: (row.held, row.parked, row.locked_by) for row in rows}
+    # Held while paused, then released (parked) by the resume; the other never held.
+    assert state == {first.id: (False, True, None), second.id: (False, False, None)}
+    again = await claim(session_factory, "w")
+    assert {item.id for item in again.deliveries} == {first.id, second.id}

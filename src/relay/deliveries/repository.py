@@ -31,14 +31,16 @@ _IN_SUBJECT_ORDER = """
     ))
 """
 
-# One statement. The candidates are the oldest due rows nobody holds (rows another worker is
-# claiming right now are skipped) and the parked rows of subscriptions that have room again.
-# A subscription's room is its max_concurrency less what any worker holds for it, and no more
-# than its rate bucket's whole tokens. Candidates within room are leased by moving
-# next_attempt_at to the lease's end, so a leased row is not due until its lease runs out,
-# when any worker may take it again (its worker died). Candidates beyond room are parked: out
-# of the due index until their subscription has room. The throttle rows keep the parked flag
-# and the spent tokens. The event and subscription come back in the same round trip.
+# One statement, timed by statement_timestamp(): the claim's own start, after the lock wait
+# (now() is the transaction's start, before it). The candidates are the oldest due rows nobody
+# holds (rows another worker is claiming right now are skipped) and the parked rows of
+# subscriptions that have room again. A subscription's room is its max_concurrency less what
+# any worker holds for it, and no more than its rate bucket's whole tokens. Candidates within
+# room are leased by moving next_attempt_at to the lease's end, so a leased row is not due
+# until its lease runs out, when any worker may take it again (its worker died). Candidates
+# beyond room are parked: out of the due index until their subscription has room, and no
+# longer anyone's lease. The throttle rows keep the parked flag and the spent tokens. The
+# event and subscription come back in the same round trip.
 _CLAIM = text(
     f"""
     WITH due AS (
@@ -47,7 +49,7 @@ _CLAIM = text(
         WHERE candidate.status = 'pending'
           AND NOT candidate.held
           AND NOT candidate.parked
-          AND candidate.next_attempt_at <= now()
+          AND candidate.next_attempt_at <= statement_timestamp()
           AND {_IN_SUBJECT_ORDER.format(row="candidate")}
         ORDER BY candidate.next_attempt_at
         LIMIT :limit
@@ -74,15 +76,16 @@ _CLAIM = text(
             WHERE held_now.subscription_id = s.id
               AND held_now.locked_by IS NOT NULL
               AND held_now.status = 'pending'
-              AND held_now.locked_until > now()
+              AND held_now.locked_until > statement_timestamp()
         ) AS in_flight
         CROSS JOIN LATERAL (
             SELECT CASE WHEN s.rate_limit_per_second IS NULL THEN NULL
                         WHEN t.tokens IS NULL OR t.refilled_at IS NULL
                         THEN greatest(1.0, s.rate_limit_per_second)
                         ELSE least(greatest(1.0, s.rate_limit_per_second),
-                                   t.tokens + s.rate_limit_per_second
-                                   * extract(epoch FROM now() - t.refilled_at)::float8)
+                                   t.tokens + s.rate_limit_per_second * extract(
+                                       epoch FROM statement_timestamp() - t.refilled_at
+                                   )::float8)
                    END AS tokens
         ) AS bucket
         WHERE s.id IN (SELECT subscription_id FROM due UNION SELECT subscription_id FROM throttled)
@@ -125,17 +128,18 @@ _CLAIM = text(
     leased AS (
         UPDATE deliveries AS d
         SET locked_by = :worker,
-            locked_until = now() + make_interval(secs => :lease_seconds),
-            next_attempt_at = now() + make_interval(secs => :lease_seconds),
+            locked_until = statement_timestamp() + make_interval(secs => :lease_seconds),
+            next_attempt_at = statement_timestamp() + make_interval(secs => :lease_seconds),
             parked = false,
-            updated_at = now()
+            updated_at = statement_timestamp()
         FROM picked
         WHERE d.id = picked.id
         RETURNING d.id, d.event_id, d.subscription_id, d.attempts, d.created_at
     ),
     parking AS (
         UPDATE deliveries AS d
-        SET parked = true, updated_at = now()
+        SET parked = true, locked_by = NULL, locked_until = NULL,
+            updated_at = statement_timestamp()
         FROM ranked JOIN room USING (subscription_id)
         WHERE d.id = ranked.id AND NOT ranked.was_parked AND ranked.place > room.slots
         RETURNING d.subscription_id
@@ -170,7 +174,7 @@ _CLAIM = text(
     ),
     remembered AS (
         INSERT INTO subscription_throttles AS t (subscription_id, parked, tokens, refilled_at)
-        SELECT subscription_id, still_parked, tokens_left, now()
+        SELECT subscription_id, still_parked, tokens_left, statement_timestamp()
         FROM outcome
         WHERE still_parked <> was_parked OR (tokens_left IS NOT NULL AND spent > 0)
         ON CONFLICT (subscription_id) DO UPDATE
@@ -198,6 +202,18 @@ _CLAIM = text(
     ) AS claimed ON true
     """,  # noqa: S608 (formatted only with the module's own constant)
 ).columns(secret=EncryptedText(), previous_secret=EncryptedText())
+
+_HOLD = text(
+    """
+    UPDATE deliveries AS d
+    SET held = NOT s.active OR s.state = 'degraded',
+        next_attempt_at = CASE WHEN NOT s.active OR s.state = 'degraded'
+                               THEN d.next_attempt_at ELSE :now END,
+        parked = false, locked_by = NULL, locked_until = NULL, updated_at = :now
+    FROM subscriptions AS s
+    WHERE d.id = :id AND d.locked_by = :worker AND s.id = d.subscription_id
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))
 
 # Parked, not due: a released backlog goes straight to the claim's parked set, in one write,
 # instead of filling the due index that every subscription's fresh events go through. Taken
@@ -344,6 +360,7 @@ class DeliveryRepository:
                 locked_by=None,
                 locked_until=None,
                 held=held,
+                parked=False,
                 updated_at=now,
                 completed_at=now if status != DeliveryStatus.PENDING else None,
             )
@@ -361,14 +378,14 @@ class DeliveryRepository:
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def hold(self, delivery_ids: Sequence[str], *, worker: str, now: datetime) -> None:
-        """Parks leased deliveries behind an open circuit breaker."""
-        if delivery_ids:
-            await self.session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(delivery_ids), Delivery.locked_by == worker)
-                .values(locked_by=None, locked_until=None, held=True, updated_at=now)
-            )
+    async def hold(self, delivery_id: str, *, worker: str, now: datetime) -> None:
+        """Holds a leased delivery back while its subscription is paused or its breaker open.
+
+        Under the claim lock, like the release of held deliveries: a subscription resumed
+        after the worker saw it paused gets its delivery back due now instead of held, where
+        no release would ever come for it."""
+        await self.session.execute(_CLAIM_LOCK)
+        await self.session.execute(_HOLD, {"id": delivery_id, "worker": worker, "now": now})
 
     async def release_held(self, subscription_id: str, *, now: datetime) -> int:
         """Sends the deliveries held while the subscription was paused or failing on their way,
@@ -574,7 +591,7 @@ _REQUEUE_FAILED = text(
 )
 
 # Rows a worker claimed are not counted (the claim moves next_attempt_at to the lease's end);
-# rows given back by a saturated subscription are (they come back due a second later).
+# parked rows are (they are due, waiting only for room).
 _SUBSCRIPTION_BACKLOG = text(
     """
     SELECT count(*) FROM (

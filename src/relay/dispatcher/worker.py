@@ -357,7 +357,7 @@ class Dispatcher:
 
     async def _hold(self, claimed: ClaimedDelivery, *, now: datetime) -> None:
         async with self.session_factory() as session:
-            await DeliveryRepository(session).hold([claimed.id], worker=self.name, now=now)
+            await DeliveryRepository(session).hold(claimed.id, worker=self.name, now=now)
             await session.commit()
 
     async def _probe_loop(self) -> None:
