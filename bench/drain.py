@@ -5,7 +5,9 @@ Not one of the six figures (it runs for minutes at a large backlog): it measures
 per-subscription limits. A fresh database gets `backlog` deliveries, due at once, for one
 subscription with `max_concurrency` C; a `relay worker` drains them into `bench/subscriber.py`.
 Two seconds in, five webhooks arrive for a second subscription: the time until all five were
-delivered is how long one subscription's backlog holds up another's fresh events.
+delivered is how long one subscription's backlog holds up another's fresh events. With
+`--released` the backlog starts held (as by a pause) and is released by `PATCH {"active":
+true}` as the worker starts: the way a paused or failing subscription's backlog comes back.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ async def _wait_drained(
         await asyncio.sleep(0.01)
 
 
-async def measure(server_url: str, backlog: int, max_concurrency: int) -> dict[str, float]:
+async def measure(
+    server_url: str, backlog: int, max_concurrency: int, *, released: bool
+) -> dict[str, float | bool]:
     with tempfile.TemporaryDirectory(prefix="relay-drain-") as tmp:
         run = Run(SMOKE, server_url, Path(tmp), use_wrk=False)
         await run.create_database()
@@ -80,8 +84,14 @@ async def measure(server_url: str, backlog: int, max_concurrency: int) -> dict[s
                 async with run.db() as connection:
                     await connection.execute("DELETE FROM deliveries")
                     await run.insert_backlog(connection, narrow, backlog)
+                    if released:
+                        await connection.execute(
+                            "UPDATE deliveries SET held = true WHERE subscription_id = $1", narrow
+                        )
                 other = await run.subscription(api, url)
                 worker, _ = run.start_relay("relay-worker", "worker")
+                if released:
+                    await run.set_active(api, narrow, active=True)
                 await asyncio.sleep(2)
                 posted = time.monotonic()
                 for run_id in range(20, 25):
@@ -101,6 +111,7 @@ async def measure(server_url: str, backlog: int, max_concurrency: int) -> dict[s
             return {
                 "backlog": backlog,
                 "max_concurrency": max_concurrency,
+                "released": released,
                 "delivered": row["delivered"],
                 "seconds": seconds,
                 "per_s": row["delivered"] / seconds,
@@ -115,9 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--max-concurrency", type=int, default=10)
+    parser.add_argument("--released", action="store_true", help="the backlog starts held")
     parser.add_argument("--server", default=DEFAULT_SERVER, help="PostgreSQL server URL")
     args = parser.parse_args()
-    result = asyncio.run(measure(args.server, args.backlog, args.max_concurrency))
+    result = asyncio.run(
+        measure(args.server, args.backlog, args.max_concurrency, released=args.released)
+    )
     print(orjson.dumps(result).decode())
 
 
