@@ -353,3 +353,19 @@ async def test_a_delivery_held_after_its_subscription_was_resumed_is_due_instead
     assert state == {first.id: (False, True, None), second.id: (False, False, None)}
     again = await claim(session_factory, "w")
     assert {item.id for item in again.deliveries} == {first.id, second.id}
+
+
+async def test_raising_max_concurrency_frees_parked_deliveries_at_the_next_claim(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    narrow = await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=1)
+    assert (await post_routestripe(client, [visit_event() for _ in range(4)])).status_code == 200
+    first = await claim(session_factory, "w")
+    assert (len(first.deliveries), first.parked) == (1, 3)
+    assert (await claim(session_factory, "w")).deliveries == []
+
+    raised = await client.patch(f"/v1/subscriptions/{narrow['id']}", json={"max_concurrency": 3})
+    assert raised.status_code == 200, raised.text
+    # One still in flight, so two more of the three parked.
+    assert len((await claim(session_factory, "w")).deliveries) == 2

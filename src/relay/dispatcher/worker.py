@@ -151,8 +151,7 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> ClaimBatch:
         async with self.session_factory() as session:
-            deliveries = DeliveryRepository(session)
-            batch = await deliveries.claim(
+            batch = await DeliveryRepository(session).claim(
                 worker=self.name, limit=limit, lease=self.settings.dispatcher_lease
             )
             await session.commit()
