@@ -51,6 +51,31 @@ async def succeed(
         await session.commit()
 
 
+async def parked_count(
+    session_factory: async_sessionmaker[AsyncSession], subscription_id: str
+) -> int:
+    count: int = await scalar(
+        session_factory,
+        "SELECT count(*) FROM deliveries "
+        "WHERE subscription_id = :id AND parked AND NOT held AND status = 'pending'",
+        id=subscription_id,
+    )
+    return count
+
+
+async def flagged_parked(
+    session_factory: async_sessionmaker[AsyncSession], subscription_id: str
+) -> bool:
+    """The throttle's flag: the claim offers this subscription its parked deliveries."""
+    return bool(
+        await scalar(
+            session_factory,
+            "SELECT parked FROM subscription_throttles WHERE subscription_id = :id",
+            id=subscription_id,
+        )
+    )
+
+
 def per_subscription(batch: ClaimBatch, ids: dict[str, str]) -> dict[str, int]:
     counts = Counter(item.subscription_id for item in batch.deliveries)
     return {name: counts[id_] for name, id_ in ids.items()}
@@ -116,17 +141,8 @@ async def test_a_saturated_backlog_is_parked_and_never_stands_before_another_sub
         assert claims <= 5, taken
         taken.update(per_subscription(await claim(session_factory, "w", limit=10), ids))
     assert taken == {"narrow": 2, "other": 3}
-    parked = await scalar(
-        session_factory,
-        "SELECT count(*) FROM deliveries WHERE subscription_id = :id AND parked",
-        id=narrow["id"],
-    )
-    assert parked == 28
-    assert await scalar(
-        session_factory,
-        "SELECT parked FROM subscription_throttles WHERE subscription_id = :id",
-        id=narrow["id"],
-    )
+    assert await parked_count(session_factory, narrow["id"]) == 28
+    assert await flagged_parked(session_factory, narrow["id"])
 
 
 async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_flag_clears(
@@ -166,11 +182,8 @@ async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_flag_cle
     assert [set(sent[i : i + 3]) for i in range(0, 10, 3)] == [
         set(order[i : i + 3]) for i in range(0, 10, 3)
     ]
-    assert not await scalar(
-        session_factory,
-        "SELECT parked FROM subscription_throttles WHERE subscription_id = :id",
-        id=narrow["id"],
-    )
+    assert not await flagged_parked(session_factory, narrow["id"])
+    assert await parked_count(session_factory, narrow["id"]) == 0
 
 
 async def test_a_dead_workers_expired_lease_frees_its_slot(
@@ -272,12 +285,8 @@ async def test_a_released_backlog_goes_parked_and_the_first_claim_serves_everyon
     first = await claim(session_factory, "w", limit=5)
     assert per_subscription(first, ids) == {"narrow": 2, "other": 3}
     assert first.parked == 0
-    parked = await scalar(
-        session_factory,
-        "SELECT count(*) FROM deliveries WHERE subscription_id = :id AND parked AND NOT held",
-        id=narrow["id"],
-    )
-    assert parked == 18
+    assert await parked_count(session_factory, narrow["id"]) == 18
+    assert await flagged_parked(session_factory, narrow["id"])
 
 
 async def test_parking_a_row_whose_lease_ran_out_takes_the_lease_from_its_late_worker(
