@@ -542,7 +542,8 @@ async def test_a_rate_limit_holds_across_dispatchers(
     # One bucket of 2 tokens at 2/s for both: the last 6 take at least 3 s. Two buckets, one
     # per worker, would have sent them all in about 1 s.
     assert arrivals[-1] - arrivals[0] >= 2.6, arrivals
-    # Never more than the bucket's 2 in any window of just under a second, plus one refill.
+    # The bucket's 2 and one refill in any window of just under a second, and one more for the
+    # network's jitter; a bucket per worker would have let 6 through in the first one.
     assert all(
-        sum(1 for other in arrivals if start <= other < start + 0.9) <= 3 for start in arrivals
+        sum(1 for other in arrivals if start <= other < start + 0.9) <= 4 for start in arrivals
     ), arrivals
