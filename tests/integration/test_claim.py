@@ -88,6 +88,24 @@ async def scalar(
         return await session.scalar(text(sql), params)
 
 
+async def execute(
+    session_factory: async_sessionmaker[AsyncSession], sql: str, **params: object
+) -> None:
+    """A change made by hand, as an operator or a dead worker would leave it; committed."""
+    async with session_factory() as session:
+        await session.execute(text(sql), params)
+        await session.commit()
+
+
+async def narrow_and_other(client: httpx.AsyncClient) -> dict[str, str]:
+    """A subscription allowed 2 at once for order.created, one with room for order.updated."""
+    narrow = await subscribe(
+        client, f"{NOWHERE}/narrow", max_concurrency=2, event_types=["order.created"]
+    )
+    other = await subscribe(client, f"{NOWHERE}/other", event_types=["order.updated"])
+    return {"narrow": narrow["id"], "other": other["id"]}
+
+
 async def test_each_subscription_gets_its_free_slots_and_its_tokens_whoever_claims(
     client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -119,11 +137,7 @@ async def test_a_saturated_backlog_is_parked_and_never_stands_before_another_sub
     client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     await create_routestripe_source(client)
-    narrow = await subscribe(
-        client, f"{NOWHERE}/narrow", max_concurrency=2, event_types=["order.created"]
-    )
-    other = await subscribe(client, f"{NOWHERE}/other", event_types=["order.updated"])
-    ids = {"narrow": narrow["id"], "other": other["id"]}
+    ids = await narrow_and_other(client)
     for _ in range(3):
         assert (
             await post_routestripe(client, [visit_event() for _ in range(10)])
@@ -141,8 +155,8 @@ async def test_a_saturated_backlog_is_parked_and_never_stands_before_another_sub
         assert claims <= 5, taken
         taken.update(per_subscription(await claim(session_factory, "w", limit=10), ids))
     assert taken == {"narrow": 2, "other": 3}
-    assert await parked_count(session_factory, narrow["id"]) == 28
-    assert await flagged_parked(session_factory, narrow["id"])
+    assert await parked_count(session_factory, ids["narrow"]) == 28
+    assert await flagged_parked(session_factory, ids["narrow"])
 
 
 async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_flag_clears(
@@ -195,15 +209,12 @@ async def test_a_dead_workers_expired_lease_frees_its_slot(
     [held] = (await claim(session_factory, "dead")).deliveries
     assert (await claim(session_factory, "alive")).deliveries == []
 
-    async with session_factory() as session:
-        await session.execute(
-            text(
-                "UPDATE deliveries SET locked_until = now() - interval '1 second', "
-                "next_attempt_at = now() - interval '1 second' WHERE id = :id"
-            ),
-            {"id": held.id},
-        )
-        await session.commit()
+    await execute(
+        session_factory,
+        "UPDATE deliveries SET locked_until = now() - interval '1 second', "
+        "next_attempt_at = now() - interval '1 second' WHERE id = :id",
+        id=held.id,
+    )
     [taken] = (await claim(session_factory, "alive")).deliveries
     # The dead worker's delivery is due again and the oldest: it goes first.
     assert taken.id == held.id
@@ -224,11 +235,9 @@ async def test_a_parked_delivery_that_failed_comes_back_unparked_when_retried(
     assert parked_id is not None
     assert parked_id != first.id
     # Failed while parked (an operator's hand, say): the flag stays on the failed row.
-    async with session_factory() as session:
-        await session.execute(
-            text("UPDATE deliveries SET status = 'failed' WHERE id = :id"), {"id": parked_id}
-        )
-        await session.commit()
+    await execute(
+        session_factory, "UPDATE deliveries SET status = 'failed' WHERE id = :id", id=parked_id
+    )
     await succeed(session_factory, "w", [first])
 
     retried = await client.post(f"/v1/deliveries/{parked_id}/retry")
@@ -262,31 +271,26 @@ async def test_a_released_backlog_goes_parked_and_the_first_claim_serves_everyon
     client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     await create_routestripe_source(client)
-    narrow = await subscribe(
-        client, f"{NOWHERE}/narrow", max_concurrency=2, event_types=["order.created"]
-    )
-    other = await subscribe(client, f"{NOWHERE}/other", event_types=["order.updated"])
-    ids = {"narrow": narrow["id"], "other": other["id"]}
+    ids = await narrow_and_other(client)
     assert (await post_routestripe(client, [visit_event() for _ in range(20)])).status_code == 200
     # Held back, as by a pause or an open breaker.
-    async with session_factory() as session:
-        await session.execute(
-            text("UPDATE deliveries SET held = true WHERE subscription_id = :id"),
-            {"id": narrow["id"]},
-        )
-        await session.commit()
+    await execute(
+        session_factory,
+        "UPDATE deliveries SET held = true WHERE subscription_id = :id",
+        id=ids["narrow"],
+    )
     updated = [visit_event(event="visit.delivery_note.changed") for _ in range(3)]
     assert (await post_routestripe(client, updated)).status_code == 200
 
-    resumed = await client.patch(f"/v1/subscriptions/{narrow['id']}", json={"active": True})
+    resumed = await client.patch(f"/v1/subscriptions/{ids['narrow']}", json={"active": True})
     assert resumed.status_code == 200, resumed.text
 
     # All 20 came back at once, older than the other's 3; a claim of 5 still serves both.
     first = await claim(session_factory, "w", limit=5)
     assert per_subscription(first, ids) == {"narrow": 2, "other": 3}
     assert first.parked == 0
-    assert await parked_count(session_factory, narrow["id"]) == 18
-    assert await flagged_parked(session_factory, narrow["id"])
+    assert await parked_count(session_factory, ids["narrow"]) == 18
+    assert await flagged_parked(session_factory, ids["narrow"])
 
 
 async def test_parking_a_row_whose_lease_ran_out_takes_the_lease_from_its_late_worker(
@@ -297,15 +301,12 @@ async def test_parking_a_row_whose_lease_ran_out_takes_the_lease_from_its_late_w
     assert (await post_routestripe(client, [visit_event() for _ in range(2)])).status_code == 200
     [late] = (await claim(session_factory, "slow")).deliveries
     # The slow worker's lease runs out; its delivery is due again, after the parked one.
-    async with session_factory() as session:
-        await session.execute(
-            text(
-                "UPDATE deliveries SET locked_until = now() - interval '1 second', "
-                "next_attempt_at = now() WHERE id = :id"
-            ),
-            {"id": late.id},
-        )
-        await session.commit()
+    await execute(
+        session_factory,
+        "UPDATE deliveries SET locked_until = now() - interval '1 second', "
+        "next_attempt_at = now() WHERE id = :id",
+        id=late.id,
+    )
     taken = await claim(session_factory, "other")
     assert [item.id for item in taken.deliveries] != [late.id]
     assert taken.parked == 1

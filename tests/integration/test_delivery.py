@@ -21,6 +21,7 @@ from tests.support.relay import (
     post_routestripe,
     running_dispatcher,
     subscribe,
+    two_dispatchers,
     visit_event,
 )
 from tests.support.subscriber import Answer, Subscriber, eventually
@@ -234,10 +235,7 @@ async def test_two_dispatchers_share_the_queue_without_double_delivery(
         assert (await post_routestripe(client, batch)).status_code == 200
     config = fast(settings, dispatcher_batch_size=20)
 
-    async with (
-        running_dispatcher(config, session_factory, module_database_url, name="one") as one,
-        running_dispatcher(config, session_factory, module_database_url, name="two") as two,
-    ):
+    async with two_dispatchers(config, session_factory, module_database_url) as (one, two):
         await subscriber.wait_for(300, within=30)
         await eventually(lambda: one.delivered + two.delivered == 300, within=10)
 
@@ -503,10 +501,7 @@ async def test_max_concurrency_holds_across_dispatchers_and_a_backlog_does_not_b
     await subscribe(client, subscriber.url("/other"), event_types=["order.updated"])
     assert (await post_routestripe(client, [visit_event() for _ in range(8)])).status_code == 200
     config = fast(settings, dispatcher_poll_interval=0.2)
-    async with (
-        running_dispatcher(config, session_factory, module_database_url, name="one"),
-        running_dispatcher(config, session_factory, module_database_url, name="two"),
-    ):
+    async with two_dispatchers(config, session_factory, module_database_url):
         await asyncio.sleep(0.3)
         # Posted behind the narrow subscription's backlog, for a subscription with room.
         updated = [visit_event(event="visit.delivery_note.changed") for _ in range(3)]
@@ -533,10 +528,7 @@ async def test_a_rate_limit_holds_across_dispatchers(
     await subscribe(client, subscriber.url("/paced"), rate_limit_per_second=2)
     assert (await post_routestripe(client, [visit_event() for _ in range(8)])).status_code == 200
     config = fast(settings, dispatcher_poll_interval=0.2)
-    async with (
-        running_dispatcher(config, session_factory, module_database_url, name="one"),
-        running_dispatcher(config, session_factory, module_database_url, name="two"),
-    ):
+    async with two_dispatchers(config, session_factory, module_database_url):
         received = await subscriber.wait_for(8, path="/paced", within=30)
     arrivals = sorted(item.at for item in received)
     # One bucket of 2 tokens at 2/s for both: the last 6 take at least 3 s. Two buckets, one

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.processes import RelayServer
 from tests.support.relay import (
-    ROUTESTRIPE_SECRET,
+    create_routestripe_source,
     routestripe_batch,
     routestripe_signature,
     visit_event,
@@ -51,15 +51,7 @@ async def test_the_embedded_default_starts_serves_stops_and_keeps_its_token(
             ready = await api.get("/readyz")
             assert ready.status_code == 200, ready.text
             assert ready.json()["status"] == "ready"
-            source = await api.post(
-                "/v1/sources",
-                json={
-                    "slug": "rs",
-                    "vendor": "routestripe",
-                    "verification": {"type": "hmac", "secret": ROUTESTRIPE_SECRET},
-                },
-            )
-            assert source.status_code == 201, source.text
+            await create_routestripe_source(api)
             body = routestripe_batch([visit_event()])
             posted = await api.post(
                 "/ingest/rs", content=body, headers={"X-Signature": routestripe_signature(body)}

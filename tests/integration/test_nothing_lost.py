@@ -19,7 +19,7 @@ from relay.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.support.processes import DisposablePostgres, RelayServer, relay_env
 from tests.support.relay import (
-    ROUTESTRIPE_SECRET,
+    create_routestripe_source,
     routestripe_batch,
     routestripe_signature,
     visit_event,
@@ -81,15 +81,7 @@ async def post_one(http: httpx.AsyncClient, outcomes: Outcomes) -> int | str:
 
 async def set_up_relay(relay: RelayServer, subscriber: Subscriber) -> None:
     async with relay.admin() as admin:
-        source = await admin.post(
-            "/v1/sources",
-            json={
-                "slug": "rs",
-                "vendor": "routestripe",
-                "verification": {"type": "hmac", "secret": ROUTESTRIPE_SECRET},
-            },
-        )
-        assert source.status_code == 201, source.text
+        await create_routestripe_source(admin)
         subscription = await admin.post(
             "/v1/subscriptions", json={"url": subscriber.url(), "max_concurrency": 50}
         )
@@ -270,15 +262,7 @@ async def test_every_database_connection_busy_is_a_503_to_retry_not_a_500(
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
         ) as http,
     ):
-        source = await http.post(
-            "/v1/sources",
-            json={
-                "slug": "rs",
-                "vendor": "routestripe",
-                "verification": {"type": "hmac", "secret": ROUTESTRIPE_SECRET},
-            },
-        )
-        assert source.status_code == 201, source.text
+        await create_routestripe_source(http)
         async with app.state.engine.connect() as held:
             await held.exec_driver_sql("SELECT 1")
             answer = await http.post("/ingest/rs", content=b"{}")

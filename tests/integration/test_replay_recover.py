@@ -63,6 +63,14 @@ async def fail_all_deliveries(session_factory: async_sessionmaker[AsyncSession])
         await session.commit()
 
 
+async def recover_the_last_hour(client: httpx.AsyncClient, subscription_id: str) -> httpx.Response:
+    """Asks for a recovery of the subscription's failed deliveries of the last hour."""
+    return await client.post(
+        f"/v1/subscriptions/{subscription_id}/recover",
+        json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
+    )
+
+
 async def test_recover_after_an_outage_delivers_all_200_events(
     client: httpx.AsyncClient,
     subscriber: Subscriber,
@@ -198,10 +206,7 @@ async def test_recover_comes_back_for_a_delivery_that_was_locked_when_its_batch_
     subscription = await subscribe(client, "http://127.0.0.1:9/hook")
     await post_events(client, batches=1, size=15)
     await fail_all_deliveries(session_factory)
-    queued = await client.post(
-        f"/v1/subscriptions/{subscription['id']}/recover",
-        json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
-    )
+    queued = await recover_the_last_hour(client, subscription["id"])
     assert queued.status_code == 202, queued.text
     now = datetime.now(UTC)
 
@@ -247,10 +252,7 @@ async def test_a_job_waits_while_the_deliveries_it_fed_are_still_queued(
     subscription = await subscribe(client, "http://127.0.0.1:9/hook")
     await post_events(client, batches=1, size=30)
     await fail_all_deliveries(session_factory)
-    queued = await client.post(
-        f"/v1/subscriptions/{subscription['id']}/recover",
-        json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
-    )
+    queued = await recover_the_last_hour(client, subscription["id"])
     job_id = queued.json()["job_id"]
     config = configured(settings, job_batch_size=10, job_max_backlog=10)
     runner = JobRunner(config, session_factory, worker="paced")
@@ -299,10 +301,7 @@ async def test_a_cancelled_runner_hands_its_job_back(
     subscription = await subscribe(client, "http://127.0.0.1:9/hook")
     await post_events(client, batches=1, size=5)
     await fail_all_deliveries(session_factory)
-    queued = await client.post(
-        f"/v1/subscriptions/{subscription['id']}/recover",
-        json={"since": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
-    )
+    queued = await recover_the_last_hour(client, subscription["id"])
     job_id = queued.json()["job_id"]
     config = configured(settings, job_batch_size=1, job_max_backlog=1, job_lease=timedelta(hours=1))
     task = asyncio.create_task(JobRunner(config, session_factory, worker="leaving").run())

@@ -129,3 +129,15 @@ async def running_dispatcher(
         dispatcher.stop()
         async with asyncio.timeout(settings.shutdown_grace + 10):
             await task
+
+
+@contextlib.asynccontextmanager
+async def two_dispatchers(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession], database_url: str
+) -> AsyncIterator[tuple[Dispatcher, Dispatcher]]:
+    """Two dispatchers, "one" and "two", sharing one database as two workers would."""
+    async with (
+        running_dispatcher(settings, session_factory, database_url, name="one") as one,
+        running_dispatcher(settings, session_factory, database_url, name="two") as two,
+    ):
+        yield one, two
