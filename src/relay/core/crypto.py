@@ -148,6 +148,11 @@ class EncryptedText(TypeDecorator[str]):
         return None if value is None else installed_keyring().decrypt(value)
 
 
+def decrypt_json(token: str) -> Any:
+    """The JSON document a Fernet token of the installed keyring holds."""
+    return json.loads(installed_keyring().decrypt(token))
+
+
 class EncryptedJSON(TypeDecorator[dict[str, Any]]):
     """A JSONB column holding one JSON string, the Fernet token of the whole document."""
 
@@ -162,5 +167,5 @@ class EncryptedJSON(TypeDecorator[dict[str, Any]]):
             return None
         if not isinstance(value, str):
             raise EncryptionError("an encrypted JSON column holds a document in the clear")
-        document: dict[str, Any] = json.loads(installed_keyring().decrypt(value))
+        document: dict[str, Any] = decrypt_json(value)
         return document

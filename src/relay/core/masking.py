@@ -7,5 +7,5 @@ MASK = "********"
 MASK_REVEALS_TAIL_FROM = 16
 
 
-def masked(value: str) -> str:
-    return MASK + value[-4:] if len(value) >= MASK_REVEALS_TAIL_FROM else MASK
+def masked(value: str, *, mask: str = MASK) -> str:
+    return mask + value[-4:] if len(value) >= MASK_REVEALS_TAIL_FROM else mask

@@ -73,6 +73,8 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
     held: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     # Over its subscription's max_concurrency or rate limit when last looked at by a claim.
+    # Only ever true on a pending row that no worker leases: the claim unparks what it leases,
+    # and failing a subscription's pending deliveries unparks them.
     parked: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)

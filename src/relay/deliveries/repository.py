@@ -209,7 +209,7 @@ _HOLD = text(
     SET held = NOT s.active OR s.state = 'degraded',
         next_attempt_at = CASE WHEN NOT s.active OR s.state = 'degraded'
                                THEN d.next_attempt_at ELSE :now END,
-        parked = false, locked_by = NULL, locked_until = NULL, updated_at = :now
+        locked_by = NULL, locked_until = NULL, updated_at = :now
     FROM subscriptions AS s
     WHERE d.id = :id AND d.locked_by = :worker AND s.id = d.subscription_id
     """
@@ -360,7 +360,6 @@ class DeliveryRepository:
                 locked_by=None,
                 locked_until=None,
                 held=held,
-                parked=False,
                 updated_at=now,
                 completed_at=now if status != DeliveryStatus.PENDING else None,
             )

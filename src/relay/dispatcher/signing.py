@@ -15,13 +15,12 @@ import hmac
 from collections.abc import Sequence
 from secrets import token_bytes
 
+from relay.core.masking import masked
+
 # The format marker of every secret, not a secret itself.
 SECRET_PREFIX = "whsec_"  # noqa: S105
 SECRET_BYTES = 32
 MASK = "****"
-# Shorter secret bodies would make the visible suffix a large share of the secret.
-MIN_BODY_FOR_SUFFIX = 16
-VISIBLE_SUFFIX = 4
 
 
 def generate_secret() -> str:
@@ -30,9 +29,7 @@ def generate_secret() -> str:
 
 def mask_secret(secret: str) -> str:
     """`whsec_****` and the last four characters: enough to tell secrets apart, no more."""
-    body = secret.removeprefix(SECRET_PREFIX)
-    suffix = body[-VISIBLE_SUFFIX:] if len(body) >= MIN_BODY_FOR_SUFFIX else ""
-    return f"{SECRET_PREFIX}{MASK}{suffix}"
+    return SECRET_PREFIX + masked(secret.removeprefix(SECRET_PREFIX), mask=MASK)
 
 
 def secret_key_bytes(secret: str) -> bytes:

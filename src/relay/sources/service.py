@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -10,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from relay.core.crypto import installed_keyring
+from relay.core.crypto import decrypt_json
 from relay.core.errors import Conflict, Invalid, NotFound
 from relay.core.ids import new_id
 from relay.sources.models import Source
@@ -40,9 +39,7 @@ def parsed_configuration(
     The ingest reads these two columns on every webhook; keyed by their stored text, the work
     is done once per version of a source, and an edited source is a new key, never stale.
     """
-    verification = SourceVerification.model_validate(
-        json.loads(installed_keyring().decrypt(verification_token))
-    )
+    verification = SourceVerification.model_validate(decrypt_json(verification_token))
     return verification, _overrides(MappingConfig.model_validate_json(mapping_json))
 
 

@@ -61,6 +61,7 @@ class SubscriptionRepository:
                 locked_by=None,
                 locked_until=None,
                 held=False,
+                parked=False,
             )
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
