@@ -345,7 +345,6 @@ class DeliveryRepository:
         last_status_code: int | None,
         last_error: str | None,
         now: datetime,
-        held: bool = False,
     ) -> bool:
         """Records an attempt's result on the delivery, only if this worker still holds it."""
         result = await self.session.execute(
@@ -359,7 +358,7 @@ class DeliveryRepository:
                 last_error=last_error,
                 locked_by=None,
                 locked_until=None,
-                held=held,
+                held=False,
                 updated_at=now,
                 completed_at=now if status != DeliveryStatus.PENDING else None,
             )
@@ -493,7 +492,7 @@ class DeliveryRepository:
         *,
         since: datetime,
         until: datetime | None,
-        failed_before: datetime | None = None,
+        failed_before: datetime,
     ) -> int:
         query = (
             select(func.count())
@@ -502,12 +501,11 @@ class DeliveryRepository:
                 Delivery.subscription_id == subscription_id,
                 Delivery.status == DeliveryStatus.FAILED,
                 Delivery.created_at >= since,
+                Delivery.updated_at <= failed_before,
             )
         )
         if until is not None:
             query = query.where(Delivery.created_at < until)
-        if failed_before is not None:
-            query = query.where(Delivery.updated_at <= failed_before)
         return int((await self.session.execute(query)).scalar_one())
 
     async def requeue_failed(
