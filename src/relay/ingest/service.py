@@ -280,7 +280,7 @@ class IngestService:
         recorder = metrics.current()
         recorder.inbound_request(source=source.slug, vendor=source.vendor, verdict=stored.verdict)
         fresh = set(stored.event_ids)
-        recorder.stored_events({"type": event.type} for event in planned if event.id in fresh)
+        recorder.stored_events(event.type for event in planned if event.id in fresh)
         return IngestOutcome(
             status_code=200,
             verdict=stored.verdict,

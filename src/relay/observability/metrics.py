@@ -8,12 +8,11 @@ dispatcher it starts; anything unbound (a `relay worker`) counts in the process 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -105,9 +104,9 @@ class Metrics:
     def inbound_request(self, *, source: str, vendor: str, verdict: str) -> None:
         self.inbound_requests.labels(source=source, vendor=vendor, verdict=verdict).inc()
 
-    def stored_events(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        for row in rows:
-            self.events.labels(type=row["type"]).inc()
+    def stored_events(self, types: Iterable[str]) -> None:
+        for event_type in types:
+            self.events.labels(type=event_type).inc()
 
     def attempt(
         self,
