@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -13,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.core.ids import new_id
-from relay.deliveries.repository import DeliveryRepository, SucceededDelivery
+from relay.deliveries.repository import DeliveryRepository
 from relay.dispatcher.health import BreakerPolicy
-from relay.dispatcher.recorder import Success, SuccessRecorder
+from relay.dispatcher.recorder import AttemptRow, SuccessRecorder
 from tests.support.relay import create_routestripe_source, post_routestripe, visit_event
 
 POLICY = BreakerPolicy(
@@ -23,8 +22,8 @@ POLICY = BreakerPolicy(
 )
 
 
-def success(delivery_id: str, subscription_id: str) -> Success:
-    row: dict[str, Any] = {
+def success(delivery_id: str, subscription_id: str) -> AttemptRow:
+    return {
         "id": new_id("att"),
         "delivery_id": delivery_id,
         "subscription_id": subscription_id,
@@ -41,11 +40,6 @@ def success(delivery_id: str, subscription_id: str) -> Success:
         "outcome": "succeeded",
         "decision": "succeeded",
     }
-    return Success(
-        delivery=SucceededDelivery(id=delivery_id, attempts=1, status_code=200),
-        subscription_id=subscription_id,
-        attempt_row=row,
-    )
 
 
 async def test_one_bad_row_costs_only_its_own_outcome(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,14 +32,11 @@ log = get_logger(__name__)
 MAX_BATCH = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
-    delivery: SucceededDelivery
-    subscription_id: str
-    attempt_row: dict[str, Any]
+# A successful attempt's row of delivery_attempts: it names its delivery, its subscription, the
+# attempt number and the answer's status, all the recorder needs.
+AttemptRow = dict[str, Any]
 
-
-Waiting = tuple[Success, "asyncio.Future[None]"]
+Waiting = tuple[AttemptRow, "asyncio.Future[None]"]
 
 
 class SuccessRecorder:
@@ -60,10 +56,10 @@ class SuccessRecorder:
         self.batch: list[Waiting] = []
         self.writer: asyncio.Task[None] | None = None
 
-    async def record(self, success: Success) -> None:
+    async def record(self, attempt_row: AttemptRow) -> None:
         """Returns once the success is committed; raises what its write raised."""
         done = asyncio.get_running_loop().create_future()
-        self.queue.append((success, done))
+        self.queue.append((attempt_row, done))
         if self.writer is None:
             self._start_writer()
         await done
@@ -89,7 +85,7 @@ class SuccessRecorder:
         while self.queue:
             self.batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
             try:
-                await self._write([success for success, _ in self.batch])
+                await self._write([row for row, _ in self.batch])
             except Exception as exc:
                 if len(self.batch) == 1:
                     _settle(self.batch, exc)
@@ -111,18 +107,24 @@ class SuccessRecorder:
         else:
             _settle([waiting], None)
 
-    async def _write(self, batch: list[Success]) -> None:
+    async def _write(self, batch: list[AttemptRow]) -> None:
+        finished = [
+            SucceededDelivery(
+                id=row["delivery_id"],
+                attempts=row["attempt_number"],
+                status_code=row["response_status"],
+            )
+            for row in batch
+        ]
         async for attempt in retrying_while_unavailable():
             with attempt:
                 now = self.clock()
                 async with self.session_factory() as session:
                     deliveries = DeliveryRepository(session)
-                    await deliveries.add_attempts([success.attempt_row for success in batch])
-                    await deliveries.finish_succeeded(
-                        [success.delivery for success in batch], worker=self.worker, now=now
-                    )
+                    await deliveries.add_attempts(batch)
+                    await deliveries.finish_succeeded(finished, worker=self.worker, now=now)
                     await SubscriptionHealth(session, self.policy).record_successes(
-                        {success.subscription_id for success in batch}, now=now
+                        {row["subscription_id"] for row in batch}, now=now
                     )
                     await session.commit()
 

@@ -32,11 +32,10 @@ from relay.deliveries.repository import (
     ClaimBatch,
     ClaimedDelivery,
     DeliveryRepository,
-    SucceededDelivery,
 )
 from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
 from relay.dispatcher.listener import NotificationListener
-from relay.dispatcher.recorder import Success, SuccessRecorder
+from relay.dispatcher.recorder import SuccessRecorder
 from relay.dispatcher.retry import Decision, Outcome, decide_next
 from relay.dispatcher.sender import (
     AttemptResult,
@@ -252,16 +251,7 @@ class Dispatcher:
             "decision": decision.reason,
         }
         if succeeded:
-            assert result.status_code is not None
-            await self.recorder.record(
-                Success(
-                    delivery=SucceededDelivery(
-                        id=claimed.id, attempts=attempt_number, status_code=result.status_code
-                    ),
-                    subscription_id=claimed.subscription_id,
-                    attempt_row=attempt_row,
-                )
-            )
+            await self.recorder.record(attempt_row)
         else:
             await self._record_failure(claimed, attempt_row, decision, now=now)
         metrics.current().attempt(
