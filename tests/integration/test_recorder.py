@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -94,3 +96,29 @@ async def test_a_cancelled_write_leaves_no_caller_waiting(
     with pytest.raises(asyncio.CancelledError):
         async with asyncio.timeout(10):
             await waiting
+
+
+async def test_a_database_out_of_reach_fails_the_batch_once_not_row_by_row() -> None:
+    opened = 0
+
+    @contextlib.asynccontextmanager
+    async def unreachable() -> AsyncIterator[AsyncSession]:
+        nonlocal opened
+        opened += 1
+        raise ConnectionRefusedError("database down")
+        yield  # pragma: no cover - never reached
+
+    recorder = SuccessRecorder(
+        unreachable,  # type: ignore[arg-type]
+        POLICY,
+        worker="recorder-test",
+        clock=lambda: datetime.now(UTC),
+    )
+    outcomes = await asyncio.gather(
+        *(recorder.record(success(f"dlv_{n}", "sub_down")) for n in range(5)),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(outcome, ConnectionRefusedError) for outcome in outcomes)
+    # One batch, tried three times; not three more tries for each of its five rows.
+    assert opened == 3

@@ -9,7 +9,8 @@ Failures and retries keep their own transaction (see worker.py): they are rare a
 decides something about its subscription.
 
 A batch that fails is written again one success at a time, so one bad row (an event deleted
-meanwhile, a deadlock) costs only its own outcome, not its neighbours'.
+meanwhile, a deadlock) costs only its own outcome, not its neighbours'; unless the database
+could not be reached, which fails the whole batch at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relay.core.errors import is_database_unavailable
 from relay.core.logging import get_logger
 from relay.db.retry import retrying_while_unavailable
 from relay.deliveries.repository import DeliveryRepository, SucceededDelivery
@@ -87,7 +89,9 @@ class SuccessRecorder:
             try:
                 await self._write([row for row, _ in self.batch])
             except Exception as exc:
-                if len(self.batch) == 1:
+                # One at a time isolates a bad row; a database out of reach fails every row
+                # alike, and each would first sit through retries of its own.
+                if len(self.batch) == 1 or is_database_unavailable(exc):
                     _settle(self.batch, exc)
                     continue
                 log.warning(
