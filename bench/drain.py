@@ -91,7 +91,8 @@ async def measure(
                 other = await run.subscription(api, url)
                 worker, _ = run.start_relay("relay-worker", "worker")
                 if released:
-                    await run.set_active(api, narrow, active=True)
+                    # A resume releases what was held, as after a pause.
+                    await run.api(api, "PATCH", f"/v1/subscriptions/{narrow}", {"active": True})
                 await asyncio.sleep(2)
                 posted = time.monotonic()
                 for run_id in range(20, 25):

@@ -40,7 +40,7 @@ from relay.core.crypto import new_key
 from relay.core.settings import Settings
 from relay.db.engine import create_engine, create_session_factory
 from relay.db.migrations import upgrade_to_head
-from relay.deliveries.repository import DeliveryRepository
+from relay.outbox.claim import WorkerShares, claim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -304,9 +304,9 @@ class Run:
                 self.figures["memory"] = {"serve_peak_mb": serve_peak}
 
                 for subscription in three:
-                    await self.set_active(api, subscription, active=False)
+                    await self.set_matching(api, subscription, matching=False)
                 fanout_subscriptions = [
-                    await self.subscription(api, subscriber_url, active=False)
+                    await self.subscription(api, subscriber_url, matching=False)
                     for _ in range(max(FANOUT))
                 ]
                 # Up and down again, keeping each count's best run: 9 extra rows change a
@@ -315,9 +315,9 @@ class Run:
                 active = 0
                 for count in (*FANOUT, *reversed(FANOUT)):
                     for subscription in fanout_subscriptions[count:active]:
-                        await self.set_active(api, subscription, active=False)
+                        await self.set_matching(api, subscription, matching=False)
                     for subscription in fanout_subscriptions[active:count]:
-                        await self.set_active(api, subscription, active=True)
+                        await self.set_matching(api, subscription, matching=True)
                     active = count
                     result = await self.measure_ingest(
                         f"{base}/ingest/bringg", "bringg", self.profile.fanout_seconds
@@ -333,7 +333,7 @@ class Run:
                 ]
                 self.figures["fanout"] = {"runs": runs}
                 for subscription in fanout_subscriptions:
-                    await self.set_active(api, subscription, active=False)
+                    await self.set_matching(api, subscription, matching=False)
                 backlog_subscription = await self.subscription(
                     api, subscriber_url, max_concurrency=DISPATCH_CONCURRENCY
                 )
@@ -454,7 +454,7 @@ class Run:
                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                 timeout=30,
             ) as api:
-                await self.set_active(api, backlog_subscription, active=False)
+                await self.set_matching(api, backlog_subscription, matching=False)
                 await self.subscription(
                     api,
                     f"http://127.0.0.1:{subscriber_port}",
@@ -536,10 +536,14 @@ class Run:
         try:
             for _ in range(self.profile.claim_repeats + 3):
                 async with factory() as session:
-                    repository = DeliveryRepository(session)
                     started = time.perf_counter()
-                    batch = await repository.claim(
-                        worker="bench", limit=CLAIM_BATCH, lease=timedelta(seconds=60)
+                    batch = await claim(
+                        session,
+                        worker="bench",
+                        limit=CLAIM_BATCH,
+                        lease=timedelta(seconds=60),
+                        probe_interval=timedelta(minutes=1),
+                        shares=WorkerShares(slots={}, default=CLAIM_BATCH, strangers=CLAIM_BATCH),
                     )
                     timings.append((time.perf_counter() - started) * 1000)
                     await session.rollback()
@@ -564,20 +568,24 @@ class Run:
         return answer
 
     async def subscription(
-        self, api: httpx.AsyncClient, url: str, *, active: bool = True, max_concurrency: int = 10
+        self, api: httpx.AsyncClient, url: str, *, matching: bool = True, max_concurrency: int = 10
     ) -> str:
         created = await self.api(
             api,
             "POST",
             "/v1/subscriptions",
-            {"url": f"{url}/hook", "active": active, "max_concurrency": max_concurrency},
+            {"url": f"{url}/hook", "max_concurrency": max_concurrency, **_matching(matching)},
         )
         subscription_id: str = created["id"]
         self.secrets[subscription_id] = created["secret"]
         return subscription_id
 
-    async def set_active(self, api: httpx.AsyncClient, subscription: str, *, active: bool) -> None:
-        await self.api(api, "PATCH", f"/v1/subscriptions/{subscription}", {"active": active})
+    async def set_matching(
+        self, api: httpx.AsyncClient, subscription: str, *, matching: bool
+    ) -> None:
+        """Switches a subscription's interest in the bench's webhooks on or off. (A pause would
+        not do: a paused subscription still gets deliveries, held until it is resumed.)"""
+        await self.api(api, "PATCH", f"/v1/subscriptions/{subscription}", _matching(matching))
 
     async def close_pending(self, connection: asyncpg.Connection) -> None:
         """Marks what earlier figures left pending as delivered: history, not backlog."""
@@ -641,6 +649,11 @@ SELECT $1 || lpad(g::text, 8, '0'), ev.ids[1 + g % array_length(ev.ids, 1)], $2,
 FROM generate_series($3::int + 1, $3::int + $4::int) AS g,
      (SELECT array_agg(id) AS ids FROM (SELECT id FROM events LIMIT 5000) AS recent) AS ev
 """
+
+
+def _matching(matching: bool) -> dict[str, Any]:
+    # The bench sends no AntsRoute webhook: a subscription to AntsRoute alone matches none.
+    return {"vendors": None if matching else ["antsroute"]}
 
 
 def _percentile(ordered: list[float], percent: float) -> float:

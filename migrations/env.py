@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from relay.core.settings import get_settings
 from relay.db.engine import asyncpg_url, resolve_database_url
-from relay.db.models import metadata
+from relay.models import metadata
 
 config = context.config
 

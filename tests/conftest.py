@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from relay.core.settings import Settings
 from relay.db.engine import asyncpg_url, create_engine, create_session_factory
 from relay.db.migrations import upgrade_to_head
-from relay.db.models import metadata
+from relay.models import metadata
 from tests.support.relay import relay_client
 from tests.support.subscriber import Subscriber
 

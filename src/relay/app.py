@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import __version__
+from relay.apikeys.auth import load_or_create_admin_token
 from relay.apikeys.endpoints import router as api_keys_router
-from relay.core.auth import load_or_create_admin_token
+from relay.background import BackgroundWork
 from relay.core.crypto import install_from_settings
 from relay.core.errors import install_error_handlers
 from relay.core.ids import new_id
@@ -22,7 +23,6 @@ from relay.core.settings import Settings
 from relay.db.engine import create_engine, create_session_factory, resolve_database_url
 from relay.deliveries.endpoints import router as deliveries_router
 from relay.dispatcher.sender import create_client
-from relay.dispatcher.worker import Dispatcher
 from relay.events.endpoints import router as events_router
 from relay.health.endpoints import router as health_router
 from relay.ingest.endpoints import admin_router as requests_router
@@ -84,17 +84,17 @@ def create_app(
         )
         if not hasattr(app.state, "admin_token"):
             app.state.admin_token, _ = load_or_create_admin_token(settings)
-        dispatcher: Dispatcher | None = None
-        dispatcher_task: asyncio.Task[None] | None = None
+        background: BackgroundWork | None = None
+        background_task: asyncio.Task[None] | None = None
         if run_dispatcher:
-            dispatcher = Dispatcher(settings, app.state.session_factory, url)
-            dispatcher_task = asyncio.create_task(dispatcher.run(), name="relay-dispatcher")
+            background = BackgroundWork(settings, app.state.session_factory, url)
+            background_task = asyncio.create_task(background.run(), name="relay-background")
         try:
             yield
         finally:
-            if dispatcher is not None and dispatcher_task is not None:
-                dispatcher.stop()
-                await dispatcher_task
+            if background is not None and background_task is not None:
+                background.stop()
+                await background_task
             await app.state.http_client.aclose()
             await engine.dispose()
 

@@ -14,16 +14,16 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from relay import __version__
+from relay.apikeys.auth import load_or_create_admin_token
 from relay.apikeys.cli import app as api_keys_app
+from relay.background import BackgroundWork
 from relay.client import commands as client_commands
 from relay.client.tail import tail as tail_command
-from relay.core.auth import load_or_create_admin_token
 from relay.core.crypto import EncryptionError, install_from_settings
 from relay.core.logging import configure_logging, get_logger
 from relay.core.settings import Settings, get_settings
 from relay.db.engine import create_engine, create_session_factory, resolve_database_url
 from relay.db.migrations import upgrade_to_head
-from relay.dispatcher.worker import Dispatcher
 from relay.encryption.cli import app as encryption_app
 from relay.ingest.limits import guarded_protocol
 from relay.observability.metrics import process_default
@@ -147,12 +147,12 @@ def worker(
 
 async def _run_worker(settings: Settings, url: str) -> None:
     engine = create_engine(url, settings)
-    dispatcher = Dispatcher(settings, create_session_factory(engine), url)
+    background = BackgroundWork(settings, create_session_factory(engine), url)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, dispatcher.stop)
+        loop.add_signal_handler(signum, background.stop)
     try:
-        await dispatcher.run()
+        await background.run()
     finally:
         await engine.dispose()
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.core.settings import Settings
-from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
+from relay.outbox.health import BreakerPolicy, SubscriptionHealth
 from tests.support.relay import (
     create_routestripe_source,
     post_routestripe,
@@ -93,8 +93,8 @@ async def test_failing_past_disable_after_disables_and_fails_pending(
             text("UPDATE subscriptions SET failing_since = :since, consecutive_failures = 7"),
             {"since": now - timedelta(days=6)},
         )
-        await SubscriptionHealth(session, policy).record_failure(
-            subscription_id, reason="503 Service Unavailable", now=now
+        await SubscriptionHealth(session, policy).record_failures(
+            {subscription_id: (1, "503 Service Unavailable")}, now=now
         )
         await session.commit()
 

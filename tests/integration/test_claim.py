@@ -11,43 +11,35 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relay.deliveries.models import DeliveryStatus
-from relay.deliveries.repository import ClaimBatch, ClaimedDelivery, DeliveryRepository
-from tests.support.relay import create_routestripe_source, post_routestripe, subscribe, visit_event
+from relay.outbox import transitions
+from relay.outbox.claim import ClaimBatch, ClaimedDelivery
+from tests.support.relay import (
+    attempt_row,
+    create_routestripe_source,
+    post_routestripe,
+    subscribe,
+    visit_event,
+)
+from tests.support.relay import claim_now as claim
 
-LEASE = timedelta(seconds=60)
 NOWHERE = "http://127.0.0.1:9"
-
-
-async def claim(
-    session_factory: async_sessionmaker[AsyncSession],
-    worker: str,
-    *,
-    limit: int = 100,
-) -> ClaimBatch:
-    async with session_factory() as session:
-        batch = await DeliveryRepository(session).claim(worker=worker, limit=limit, lease=LEASE)
-        await session.commit()
-    return batch
 
 
 async def succeed(
     session_factory: async_sessionmaker[AsyncSession], worker: str, claimed: list[ClaimedDelivery]
 ) -> None:
-    now = datetime.now(UTC)
     async with session_factory() as session:
-        repository = DeliveryRepository(session)
-        for delivery in claimed:
-            assert await repository.finish(
-                delivery.id,
-                worker=worker,
-                status=DeliveryStatus.SUCCEEDED,
-                attempts=1,
-                next_attempt_at=now,
-                last_status_code=200,
-                last_error=None,
-                now=now,
-            )
+        await transitions.finish_attempts(
+            session,
+            [
+                transitions.AttemptOutcome(
+                    attempt_row(item.id, item.subscription_id), succeeded=True
+                )
+                for item in claimed
+            ],
+            worker=worker,
+            now=datetime.now(UTC),
+        )
         await session.commit()
 
 
@@ -159,7 +151,7 @@ async def test_a_saturated_backlog_is_parked_and_never_stands_before_another_sub
     assert await flagged_parked(session_factory, ids["narrow"])
 
 
-async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_flag_clears(
+async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_upkeep_lowers_the_flag(
     client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     await create_routestripe_source(client)
@@ -196,8 +188,55 @@ async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_flag_cle
     assert [set(sent[i : i + 3]) for i in range(0, 10, 3)] == [
         set(order[i : i + 3]) for i in range(0, 10, 3)
     ]
-    assert not await flagged_parked(session_factory, narrow["id"])
     assert await parked_count(session_factory, narrow["id"]) == 0
+    # The claim leaves the flag up (an ingest may be writing behind it); the upkeep lowers it.
+    assert await flagged_parked(session_factory, narrow["id"])
+    await tidy(session_factory, datetime.now(UTC))
+    assert not await flagged_parked(session_factory, narrow["id"])
+
+
+async def tidy(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> None:
+    async with session_factory() as session:
+        await transitions.raise_parked_flags(session)
+        await transitions.lower_parked_flags(session, now=now)
+        await session.commit()
+
+
+async def test_a_saturated_subscriptions_new_deliveries_are_written_parked_and_never_lost(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    narrow = await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=1)
+    assert (await post_routestripe(client, [visit_event() for _ in range(3)])).status_code == 200
+    [first] = (batch := await claim(session_factory, "w")).deliveries
+    assert batch.parked == 2
+    # Written parked by the ingest, behind the backlog: no claim has to park it.
+    assert (await post_routestripe(client, [visit_event()])).status_code == 200
+    assert await parked_count(session_factory, narrow["id"]) == 3
+    assert (await claim(session_factory, "w")).parked == 0
+
+    # The flag lowered while such deliveries were being written (the race): the claims still
+    # look behind a flag lowered a moment ago...
+    await execute(
+        session_factory,
+        "UPDATE subscription_throttles SET parked = false, lowered_at = now() "
+        "WHERE subscription_id = :id",
+        id=narrow["id"],
+    )
+    await succeed(session_factory, "w", [first])
+    [second] = (await claim(session_factory, "w")).deliveries
+    # ...not behind one lowered long ago, where the upkeep raises the flag again.
+    await execute(
+        session_factory,
+        "UPDATE subscription_throttles SET lowered_at = now() - interval '1 hour' "
+        "WHERE subscription_id = :id",
+        id=narrow["id"],
+    )
+    await succeed(session_factory, "w", [second])
+    assert (await claim(session_factory, "w")).deliveries == []
+    await tidy(session_factory, datetime.now(UTC))
+    assert await flagged_parked(session_factory, narrow["id"])
+    assert len((await claim(session_factory, "w")).deliveries) == 1
 
 
 async def test_a_dead_workers_expired_lease_frees_its_slot(
@@ -220,7 +259,7 @@ async def test_a_dead_workers_expired_lease_frees_its_slot(
     assert taken.id == held.id
 
 
-async def test_a_parked_delivery_that_failed_comes_back_unparked_when_retried(
+async def test_a_parked_delivery_retried_by_hand_comes_back_unparked(
     client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     await create_routestripe_source(client)
@@ -234,10 +273,6 @@ async def test_a_parked_delivery_that_failed_comes_back_unparked_when_retried(
     )
     assert parked_id is not None
     assert parked_id != first.id
-    # Failed while parked (an operator's hand, say): the flag stays on the failed row.
-    await execute(
-        session_factory, "UPDATE deliveries SET status = 'failed' WHERE id = :id", id=parked_id
-    )
     await succeed(session_factory, "w", [first])
 
     retried = await client.post(f"/v1/deliveries/{parked_id}/retry")
@@ -250,21 +285,33 @@ async def test_a_parked_delivery_that_failed_comes_back_unparked_when_retried(
     assert again.id == parked_id
 
 
-async def test_deleting_a_subscription_fails_its_parked_deliveries(
+async def test_deleting_a_subscription_fails_its_parked_deliveries_but_not_the_one_in_flight(
     client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     await create_routestripe_source(client)
     narrow = await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=1)
     assert (await post_routestripe(client, [visit_event() for _ in range(4)])).status_code == 200
-    assert (await claim(session_factory, "w")).parked == 3
+    batch = await claim(session_factory, "w")
+    assert batch.parked == 3
+    [in_flight] = batch.deliveries
     assert (await client.delete(f"/v1/subscriptions/{narrow['id']}")).status_code == 204
-    statuses = await scalar(
-        session_factory,
-        "SELECT array_agg(DISTINCT status) FROM deliveries WHERE subscription_id = :id",
-        id=narrow["id"],
-    )
-    assert statuses == ["failed"]
+    async with session_factory() as session:
+        rows = await session.execute(
+            text("SELECT id, status, parked FROM deliveries WHERE subscription_id = :id"),
+            {"id": narrow["id"]},
+        )
+        states = {row.id: (row.status, row.parked) for row in rows}
+    # The one in flight is its worker's to finish with what the subscriber answers.
+    assert states.pop(in_flight.id) == ("pending", False)
+    assert set(states.values()) == {("failed", False)}
     assert (await claim(session_factory, "w")).deliveries == []
+    await succeed(session_factory, "w", [in_flight])
+    assert (
+        await scalar(
+            session_factory, "SELECT status FROM deliveries WHERE id = :id", id=in_flight.id
+        )
+        == "succeeded"
+    )
 
 
 async def test_a_released_backlog_goes_parked_and_the_first_claim_serves_everyone(
@@ -321,48 +368,48 @@ async def test_parking_a_row_whose_lease_ran_out_takes_the_lease_from_its_late_w
         # The slow worker answers at last: its retry time must not land on a parked row that
         # the next claim would send at once.
         now = datetime.now(UTC)
-        recorded = await DeliveryRepository(session).finish(
-            late.id,
+        row = attempt_row(late.id, late.subscription_id, status=500, decision="retry in 5 min")
+        await transitions.finish_attempts(
+            session,
+            [transitions.AttemptOutcome(row, succeeded=False, retry_at=now + timedelta(minutes=5))],
             worker="slow",
-            status=DeliveryStatus.PENDING,
-            attempts=1,
-            next_attempt_at=now + timedelta(minutes=5),
-            last_status_code=500,
-            last_error="retry in 5 min",
             now=now,
         )
         await session.commit()
-    assert recorded is False
+        row = (
+            await session.execute(
+                text("SELECT parked, status, attempts FROM deliveries WHERE id = :id"),
+                {"id": late.id},
+            )
+        ).one()
+    assert tuple(row) == (True, "pending", 0)
 
 
-async def test_a_delivery_held_after_its_subscription_was_resumed_is_due_instead(
+async def test_a_paused_subscriptions_due_deliveries_are_held_by_the_claim_and_freed_by_resume(
     client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     await create_routestripe_source(client)
-    subscription = await subscribe(client, f"{NOWHERE}/paused")
-    path = f"/v1/subscriptions/{subscription['id']}"
-    assert (await post_routestripe(client, [visit_event() for _ in range(2)])).status_code == 200
-    [first, second] = (await claim(session_factory, "w")).deliveries
-    # The worker saw the subscription paused; by the time it holds the delivery, an admin has
-    # resumed it, and the release found nothing held yet.
+    paused = await subscribe(client, f"{NOWHERE}/paused")
+    other = await subscribe(client, f"{NOWHERE}/other")
+    path = f"/v1/subscriptions/{paused['id']}"
     assert (await client.patch(path, json={"active": False})).status_code == 200
-    async with session_factory() as session:
-        await DeliveryRepository(session).hold(first.id, worker="w", now=datetime.now(UTC))
-        await session.commit()
+    assert (await post_routestripe(client, [visit_event() for _ in range(2)])).status_code == 200
+
+    batch = await claim(session_factory, "w")
+    # The other subscription's two go out; the paused one's two are held, not leased.
+    assert {item.subscription_id for item in batch.deliveries} == {other["id"]}
+    assert batch.held == 2
+    assert (await claim(session_factory, "w")).deliveries == []
+
     assert (await client.patch(path, json={"active": True})).status_code == 200
     async with session_factory() as session:
-        await DeliveryRepository(session).hold(second.id, worker="w", now=datetime.now(UTC))
-        await session.commit()
-
-    async with session_factory() as session:
         rows = await session.execute(
-            text("SELECT id, held, parked, locked_by FROM deliveries ORDER BY id")
+            text("SELECT held, parked, locked_by FROM deliveries WHERE subscription_id = :id"),
+            {"id": paused["id"]},
         )
-        state = {row.id: (row.held, row.parked, row.locked_by) for row in rows}
-    # Held while paused, then released (parked) by the resume; the other never held.
-    assert state == {first.id: (False, True, None), second.id: (False, False, None)}
+        assert [tuple(row) for row in rows] == [(False, True, None)] * 2
     again = await claim(session_factory, "w")
-    assert {item.id for item in again.deliveries} == {first.id, second.id}
+    assert [item.subscription_id for item in again.deliveries] == [paused["id"]] * 2
 
 
 async def test_raising_max_concurrency_frees_parked_deliveries_at_the_next_claim(

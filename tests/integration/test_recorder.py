@@ -13,35 +13,25 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relay.core.ids import new_id
-from relay.deliveries.repository import DeliveryRepository
-from relay.dispatcher.health import BreakerPolicy
-from relay.dispatcher.recorder import AttemptRow, SuccessRecorder
-from tests.support.relay import create_routestripe_source, post_routestripe, visit_event
+from relay.dispatcher.recorder import OutcomeRecorder
+from relay.outbox.claim import ClaimedDelivery
+from relay.outbox.health import BreakerPolicy
+from relay.outbox.transitions import AttemptOutcome
+from tests.support.relay import (
+    attempt_row,
+    claim_now,
+    create_routestripe_source,
+    post_routestripe,
+    visit_event,
+)
 
 POLICY = BreakerPolicy(
     failures=20, probe_interval=timedelta(minutes=1), disable_after=timedelta(days=5)
 )
 
 
-def success(delivery_id: str, subscription_id: str) -> AttemptRow:
-    return {
-        "id": new_id("att"),
-        "delivery_id": delivery_id,
-        "subscription_id": subscription_id,
-        "attempt_number": 1,
-        "started_at": datetime.now(UTC),
-        "duration_ms": 3,
-        "request_url": "http://127.0.0.1:9/hook",
-        "request_headers": {},
-        "response_status": 200,
-        "response_headers": {},
-        "response_body": "ok",
-        "error_class": None,
-        "error_message": None,
-        "outcome": "succeeded",
-        "decision": "succeeded",
-    }
+def success(delivery_id: str, subscription_id: str) -> AttemptOutcome:
+    return AttemptOutcome(attempt_row(delivery_id, subscription_id), succeeded=True)
 
 
 async def test_one_bad_row_costs_only_its_own_outcome(
@@ -52,15 +42,10 @@ async def test_one_bad_row_costs_only_its_own_outcome(
     subscription_id = created.json()["id"]
     posted = await post_routestripe(client, [visit_event() for _ in range(5)])
     assert posted.status_code == 200, posted.text
-    async with session_factory() as session:
-        batch = await DeliveryRepository(session).claim(
-            worker="recorder-test", limit=10, lease=timedelta(seconds=60)
-        )
-        await session.commit()
-    claimed = batch.deliveries
+    claimed = (await claim_now(session_factory, "recorder-test", limit=10)).deliveries
     assert len(claimed) == 5
 
-    recorder = SuccessRecorder(
+    recorder = OutcomeRecorder(
         session_factory, POLICY, worker="recorder-test", clock=lambda: datetime.now(UTC)
     )
     # The sixth names a delivery that does not exist (its event was purged, say).
@@ -70,7 +55,7 @@ async def test_one_bad_row_costs_only_its_own_outcome(
         return_exceptions=True,
     )
 
-    assert outcomes[:5] == [None] * 5
+    assert outcomes[:5] == ["succeeded"] * 5
     assert isinstance(outcomes[5], IntegrityError)
     async with session_factory() as session:
         rows = await session.execute(
@@ -86,7 +71,7 @@ async def test_one_bad_row_costs_only_its_own_outcome(
 async def test_a_cancelled_write_leaves_no_caller_waiting(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
-    recorder = SuccessRecorder(
+    recorder = OutcomeRecorder(
         session_factory, POLICY, worker="recorder-test", clock=lambda: datetime.now(UTC)
     )
     waiting = asyncio.ensure_future(recorder.record(success("dlv_never", "sub_never")))
@@ -108,7 +93,7 @@ async def test_a_database_out_of_reach_fails_the_batch_once_not_row_by_row() -> 
         raise ConnectionRefusedError("database down")
         yield  # pragma: no cover - never reached
 
-    recorder = SuccessRecorder(
+    recorder = OutcomeRecorder(
         unreachable,  # type: ignore[arg-type]
         POLICY,
         worker="recorder-test",
@@ -122,3 +107,51 @@ async def test_a_database_out_of_reach_fails_the_batch_once_not_row_by_row() -> 
     assert all(isinstance(outcome, ConnectionRefusedError) for outcome in outcomes)
     # One batch, tried three times; not three more tries for each of its five rows.
     assert opened == 3
+
+
+async def test_a_batch_of_failures_counts_per_subscription_and_logs_what_each_delivery_became(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    first = (await client.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/a"})).json()
+    second = (await client.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/b"})).json()
+    assert (await post_routestripe(client, [visit_event() for _ in range(3)])).status_code == 200
+    claimed = (await claim_now(session_factory, "recorder-test", limit=10)).deliveries
+    assert len(claimed) == 6
+    # Three breaker failures open the breaker: the first subscription gets three at once.
+    policy = BreakerPolicy(
+        failures=3, probe_interval=timedelta(minutes=1), disable_after=timedelta(days=5)
+    )
+    recorder = OutcomeRecorder(
+        session_factory, policy, worker="recorder-test", clock=lambda: datetime.now(UTC)
+    )
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    def failure(item: ClaimedDelivery) -> AttemptOutcome:
+        row = attempt_row(item.id, item.subscription_id, status=503, decision="retry later")
+        if item.subscription_id == first["id"]:
+            return AttemptOutcome(row, succeeded=False, retry_at=later)
+        return AttemptOutcome(row, succeeded=False)  # no retry left
+
+    statuses = await asyncio.gather(*(recorder.record(failure(item)) for item in claimed))
+
+    by_subscription = {
+        item.subscription_id: status for item, status in zip(claimed, statuses, strict=True)
+    }
+    assert by_subscription == {first["id"]: "pending", second["id"]: "failed"}
+    async with session_factory() as session:
+        states = dict(
+            (await session.execute(text("SELECT id, consecutive_failures FROM subscriptions")))
+            .tuples()
+            .all()
+        )
+        disagreeing = await session.scalar(
+            text(
+                "SELECT count(*) FROM delivery_attempts AS a "
+                "JOIN deliveries AS d ON d.id = a.delivery_id WHERE a.outcome <> d.status"
+            )
+        )
+    assert states == {first["id"]: 3, second["id"]: 3}
+    assert disagreeing == 0
+    opened = (await client.get(f"/v1/subscriptions/{first['id']}")).json()
+    assert opened["state"] == "degraded"

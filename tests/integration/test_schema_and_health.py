@@ -7,7 +7,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.core.settings import Settings
-from relay.db.models import metadata
+from relay.models import metadata
 from tests.conftest import DatabaseServer
 from tests.support.relay import relay_client
 

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import itertools
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,8 +16,11 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.app import create_app
+from relay.background import BackgroundWork
+from relay.core.ids import new_id
 from relay.core.settings import Settings
 from relay.dispatcher.worker import Dispatcher
+from relay.outbox.claim import ClaimBatch, WorkerShares, claim
 
 ROUTESTRIPE_SECRET = "routestripe-test-secret-0123456789"
 _visit_ids = itertools.count(500_000)
@@ -121,12 +125,13 @@ async def running_dispatcher(
     *,
     name: str | None = None,
 ) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(settings, session_factory, database_url, name=name)
-    task = asyncio.create_task(dispatcher.run())
+    """A worker's background work (dispatcher, job runner, purge); yields its dispatcher."""
+    background = BackgroundWork(settings, session_factory, database_url, name=name)
+    task = asyncio.create_task(background.run())
     try:
-        yield dispatcher
+        yield background.dispatcher
     finally:
-        dispatcher.stop()
+        background.stop()
         async with asyncio.timeout(settings.shutdown_grace + 10):
             await task
 
@@ -141,3 +146,53 @@ async def two_dispatchers(
         running_dispatcher(settings, session_factory, database_url, name="two") as two,
     ):
         yield one, two
+
+
+# A worker share that never binds: claim-level tests see the subscriptions' own limits only.
+NO_WORKER_SHARE = WorkerShares(slots={}, default=1_000, strangers=1_000)
+CLAIM_LEASE = timedelta(seconds=60)
+
+
+async def claim_now(
+    session_factory: async_sessionmaker[AsyncSession],
+    worker: str,
+    *,
+    limit: int = 100,
+    shares: WorkerShares = NO_WORKER_SHARE,
+    probe_interval: timedelta = timedelta(minutes=1),
+) -> ClaimBatch:
+    """One claim, committed, as a dispatcher named `worker` makes it."""
+    async with session_factory() as session:
+        batch = await claim(
+            session,
+            worker=worker,
+            limit=limit,
+            lease=CLAIM_LEASE,
+            probe_interval=probe_interval,
+            shares=shares,
+        )
+        await session.commit()
+    return batch
+
+
+def attempt_row(
+    delivery_id: str, subscription_id: str, *, status: int | None = 200, decision: str = "ok"
+) -> dict[str, Any]:
+    """A delivery_attempts row as the dispatcher writes it after an answer."""
+    return {
+        "id": new_id("att"),
+        "delivery_id": delivery_id,
+        "subscription_id": subscription_id,
+        "attempt_number": 1,
+        "started_at": datetime.now(UTC),
+        "duration_ms": 3,
+        "request_url": "http://127.0.0.1:9/hook",
+        "request_headers": {},
+        "response_status": status,
+        "response_headers": {},
+        "response_body": "ok",
+        "error_class": None,
+        "error_message": None,
+        "outcome": "succeeded" if status is not None and 200 <= status < 300 else "pending",
+        "decision": decision,
+    }

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Response
 
+from relay.apikeys.auth import require_admin
 from relay.apikeys.repository import ApiKeyRepository
 from relay.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from relay.apikeys.service import ApiKeyService, to_out
-from relay.core.auth import require_admin
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from relay.core.auth import ADMIN_TOKEN_FILE
+from relay.apikeys.auth import ADMIN_TOKEN_FILE
 from relay.core.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"

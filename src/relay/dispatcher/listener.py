@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from relay.core.logging import get_logger
-from relay.deliveries.repository import NOTIFY_CHANNEL
+from relay.outbox.transitions import NOTIFY_CHANNEL
 
 log = get_logger(__name__)
 

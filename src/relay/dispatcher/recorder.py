@@ -1,14 +1,14 @@
-"""Writes the outcomes of successful attempts in batches.
+"""Writes the outcomes of attempts in batches.
 
-At full speed a worker finishes hundreds of deliveries a second, nearly all of them successes,
-and each one written alone costs a transaction of three statements. The recorder writes all the
-successes that arrived while its previous write ran in one transaction instead: one multi-row
-attempt insert, one guarded update of the deliveries, one breaker update for their
-subscriptions. An idle recorder writes a lone success at once, so batching adds no wait.
-Failures and retries keep their own transaction (see worker.py): they are rare and each
-decides something about its subscription.
+At full speed a worker finishes hundreds of deliveries a second, and each written alone costs
+a transaction of several statements; fifty hanging subscribers timing out together would take
+fifty pooled connections at once, the ones the claim, the other outcomes and the API need. The
+recorder writes all the outcomes that arrived while its previous write ran in one transaction
+instead: the deliveries finished in one statement per kind, one multi-row attempt insert, one
+breaker update for the subscriptions that succeeded and one for those that failed. An idle
+recorder writes a lone outcome at once, so batching adds no wait.
 
-A batch that fails is written again one success at a time, so one bad row (an event deleted
+A batch that fails is written again one outcome at a time, so one bad row (an event deleted
 meanwhile, a deadlock) costs only its own outcome, not its neighbours'; unless the database
 could not be reached, which fails the whole batch at once.
 """
@@ -18,30 +18,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.core.errors import is_database_unavailable
 from relay.core.logging import get_logger
 from relay.db.retry import retrying_while_unavailable
-from relay.deliveries.repository import DeliveryRepository, SucceededDelivery
-from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
+from relay.outbox import transitions
+from relay.outbox.health import BreakerPolicy, SubscriptionHealth
+from relay.outbox.states import DeliveryStatus
+from relay.outbox.transitions import AttemptOutcome
 
 log = get_logger(__name__)
 
-# Rows written in one transaction at most; what arrives beyond waits for the next one.
+# Outcomes written in one transaction at most; what arrives beyond waits for the next one.
 MAX_BATCH = 500
 
-
-# A successful attempt's row of delivery_attempts: it names its delivery, its subscription, the
-# attempt number and the answer's status, all the recorder needs.
-AttemptRow = dict[str, Any]
-
-Waiting = tuple[AttemptRow, "asyncio.Future[None]"]
+Waiting = tuple[AttemptOutcome, "asyncio.Future[DeliveryStatus]"]
 
 
-class SuccessRecorder:
+class OutcomeRecorder:
     def __init__(
         self,
         session_factory: async_sessionmaker[AsyncSession],
@@ -49,8 +45,10 @@ class SuccessRecorder:
         *,
         worker: str,
         clock: Callable[[], datetime],
+        on_breaker_opened: Callable[[], None] = lambda: None,
     ) -> None:
         self.session_factory = session_factory
+        self.on_breaker_opened = on_breaker_opened
         self.policy = policy
         self.worker = worker
         self.clock = clock
@@ -58,13 +56,14 @@ class SuccessRecorder:
         self.batch: list[Waiting] = []
         self.writer: asyncio.Task[None] | None = None
 
-    async def record(self, attempt_row: AttemptRow) -> None:
-        """Returns once the success is committed; raises what its write raised."""
-        done = asyncio.get_running_loop().create_future()
-        self.queue.append((attempt_row, done))
+    async def record(self, outcome: AttemptOutcome) -> DeliveryStatus:
+        """Returns once the outcome is committed, with the status its delivery got; raises
+        what its write raised."""
+        done: asyncio.Future[DeliveryStatus] = asyncio.get_running_loop().create_future()
+        self.queue.append((outcome, done))
         if self.writer is None:
             self._start_writer()
-        await done
+        return await done
 
     def _start_writer(self) -> None:
         self.writer = asyncio.create_task(self._write_all(), name="relay-recorder")
@@ -77,7 +76,7 @@ class SuccessRecorder:
         if writer.cancelled():
             # The loop is closing (even before the writer began): no caller may wait for a
             # write that never comes.
-            _settle([*self.batch, *self.queue], asyncio.CancelledError())
+            _fail([*self.batch, *self.queue], asyncio.CancelledError())
             self.batch, self.queue = [], []
         elif self.queue:
             # Queued after the writer's last look, before this callback ran.
@@ -87,12 +86,12 @@ class SuccessRecorder:
         while self.queue:
             self.batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
             try:
-                await self._write([row for row, _ in self.batch])
+                finished = await self._write([outcome for outcome, _ in self.batch])
             except Exception as exc:
                 # One at a time isolates a bad row; a database out of reach fails every row
                 # alike, and each would first sit through retries of its own.
                 if len(self.batch) == 1 or is_database_unavailable(exc):
-                    _settle(self.batch, exc)
+                    _fail(self.batch, exc)
                     continue
                 log.warning(
                     "recorder_batch_failed", deliveries=len(self.batch), error=type(exc).__name__
@@ -100,46 +99,69 @@ class SuccessRecorder:
                 for waiting in self.batch:
                     await self._write_alone(waiting)
                 continue
-            _settle(self.batch, None)
+            _settle(self.batch, finished)
         self.batch = []
 
     async def _write_alone(self, waiting: Waiting) -> None:
         try:
-            await self._write([waiting[0]])
+            finished = await self._write([waiting[0]])
         except Exception as exc:
-            _settle([waiting], exc)
+            _fail([waiting], exc)
         else:
-            _settle([waiting], None)
+            _settle([waiting], finished)
 
-    async def _write(self, batch: list[AttemptRow]) -> None:
-        finished = [
-            SucceededDelivery(
-                id=row["delivery_id"],
-                attempts=row["attempt_number"],
-                status_code=row["response_status"],
-            )
-            for row in batch
-        ]
+    async def _write(self, batch: list[AttemptOutcome]) -> dict[str, DeliveryStatus]:
         async for attempt in retrying_while_unavailable():
             with attempt:
                 now = self.clock()
                 async with self.session_factory() as session:
-                    deliveries = DeliveryRepository(session)
-                    await deliveries.add_attempts(batch)
-                    await deliveries.finish_succeeded(finished, worker=self.worker, now=now)
-                    await SubscriptionHealth(session, self.policy).record_successes(
-                        {row["subscription_id"] for row in batch}, now=now
+                    finished = await transitions.finish_attempts(
+                        session, batch, worker=self.worker, now=now
                     )
+                    await self._judge(session, batch, now=now)
                     await session.commit()
+                    return {key: value.status for key, value in finished.items()}
+        raise AssertionError("retrying_while_unavailable gives up by raising")
+
+    async def _judge(
+        self, session: AsyncSession, batch: list[AttemptOutcome], *, now: datetime
+    ) -> None:
+        """The breaker's verdict on the batch's subscriptions. One that answered 2xx in the
+        batch counts as answering, whatever else it answered: it is reachable."""
+        health = SubscriptionHealth(session, self.policy)
+        answered = {outcome.subscription_id for outcome in batch if outcome.succeeded}
+        gone: set[str] = set()
+        failures: dict[str, tuple[int, str]] = {}
+        for outcome in batch:
+            subscription_id = outcome.subscription_id
+            if outcome.succeeded or subscription_id in answered:
+                continue
+            if outcome.gone:
+                gone.add(subscription_id)
+            count, _ = failures.get(subscription_id, (0, ""))
+            failures[subscription_id] = (count + 1, outcome.attempt["decision"])
+        degraded = await health.record_failures(
+            {key: value for key, value in failures.items() if key not in gone}, now=now
+        )
+        if degraded:
+            self.on_breaker_opened()
+        for subscription_id in sorted(gone):
+            await health.disable(subscription_id, reason="subscriber answered 410 Gone", now=now)
+        if answered:
+            await health.record_successes(answered, now=now)
 
 
-def _settle(waiting: list[Waiting], error: BaseException | None) -> None:
+def _settle(waiting: list[Waiting], finished: dict[str, DeliveryStatus]) -> None:
+    for outcome, done in waiting:
+        if not done.done():
+            done.set_result(finished[outcome.delivery_id])
+
+
+def _fail(waiting: list[Waiting], error: BaseException) -> None:
     for _, done in waiting:
         if done.done():
             continue
-        if error is None:
-            done.set_result(None)
-        elif isinstance(error, asyncio.CancelledError):
+        if isinstance(error, asyncio.CancelledError):
             done.cancel()
         else:
             done.set_exception(error)

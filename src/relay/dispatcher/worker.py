@@ -2,8 +2,10 @@
 slow subscriber.
 
 Each claimed delivery runs as its own task. A subscription's own limits (max_concurrency,
-rate_limit_per_second) are enforced by the claim, across every worker: a worker only ever
-holds deliveries it may send at once.
+rate_limit_per_second) are enforced by the claim, across every worker, and so is this worker's
+share for it (shares.py): a worker only ever holds deliveries it may send at once, and slow
+subscribers can never take the slots the others need. What a delivery's state becomes is the
+outbox's to decide (relay.outbox); the dispatcher sends and reports.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,17 +27,8 @@ from relay.core.ids import new_id
 from relay.core.logging import get_logger, redact
 from relay.core.netguard import DestinationPolicy
 from relay.core.settings import Settings
-from relay.db.retry import retrying_while_unavailable
-from relay.deliveries.models import DeliveryStatus
-from relay.deliveries.repository import (
-    ClaimBatch,
-    ClaimedDelivery,
-    DeliveryRepository,
-)
-from relay.dispatcher.health import BreakerPolicy, SubscriptionHealth
 from relay.dispatcher.listener import NotificationListener
-from relay.dispatcher.recorder import SuccessRecorder
-from relay.dispatcher.retry import Decision, Outcome, decide_next
+from relay.dispatcher.recorder import OutcomeRecorder
 from relay.dispatcher.sender import (
     AttemptResult,
     OutgoingDelivery,
@@ -44,13 +36,19 @@ from relay.dispatcher.sender import (
     send,
     signing_secrets,
 )
-from relay.jobs.runner import JobRunner
+from relay.dispatcher.shares import SlotShares
 from relay.observability import metrics
-from relay.retention.service import Purger
+from relay.outbox import transitions
+from relay.outbox.claim import ClaimBatch, ClaimedDelivery, claim
+from relay.outbox.health import BreakerPolicy, SubscriptionHealth
+from relay.outbox.retry import Outcome, decide_next
+from relay.outbox.states import DeliveryStatus, Liveness
+from relay.outbox.transitions import AttemptOutcome
 
 log = get_logger(__name__)
 
-PROBE_CHECK_INTERVAL = 5.0
+# The longest the upkeep loop sleeps without looking for a subscription that began to fail.
+UPKEEP_INTERVAL = 5.0
 
 
 def worker_name() -> str:
@@ -83,10 +81,17 @@ class Dispatcher:
             disable_after=settings.disable_after,
         )
         self.wake = asyncio.Event()
+        self.probe_wake = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.shares = SlotShares(settings.dispatcher_concurrency)
         self.in_flight: dict[str, asyncio.Task[None]] = {}
-        self.recorder = SuccessRecorder(
-            session_factory, self.policy, worker=self.name, clock=self.clock
+        self.recorder = OutcomeRecorder(
+            session_factory,
+            self.policy,
+            worker=self.name,
+            clock=self.clock,
+            # A breaker opened: its first probe is due one interval from now, on time.
+            on_breaker_opened=self.probe_wake.set,
         )
         # Outcomes being written, by delivery id: awaited at shutdown, and never given back.
         self.recording: dict[str, asyncio.Task[None]] = {}
@@ -100,27 +105,14 @@ class Dispatcher:
         """Claims and sends until `stop()`; then shuts down gracefully."""
         listener = NotificationListener(self.database_url, self.wake)
         listen_task = asyncio.create_task(listener.run(), name="relay-listener")
-        probe_task = asyncio.create_task(self._probe_loop(), name="relay-probes")
-        # Recovery and replay jobs, and the retention purge, run wherever a dispatcher runs.
-        background = [
-            asyncio.create_task(
-                JobRunner(self.settings, self.session_factory, worker=self.name).run(),
-                name="relay-jobs",
-            ),
-            asyncio.create_task(
-                Purger(self.settings, self.session_factory).run_periodically(),
-                name="relay-retention",
-            ),
-        ]
+        upkeep_task = asyncio.create_task(self._upkeep_loop(), name="relay-upkeep")
         log.info("dispatcher_started", worker=self.name)
         try:
             await self._claim_loop()
         finally:
             listen_task.cancel()
-            probe_task.cancel()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(listen_task, probe_task, *background, return_exceptions=True)
+            upkeep_task.cancel()
+            await asyncio.gather(listen_task, upkeep_task, return_exceptions=True)
             await self._shutdown()
             await self.client.aclose()
             log.info("dispatcher_stopped", worker=self.name, delivered=self.delivered)
@@ -128,7 +120,7 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while not self.stopping.is_set():
             free = self.settings.dispatcher_concurrency - len(self.in_flight)
-            batch = ClaimBatch(deliveries=[], parked=0)
+            batch = ClaimBatch(deliveries=[])
             if free > 0:
                 self.wake.clear()
                 try:
@@ -139,9 +131,9 @@ class Dispatcher:
                     log.warning("claim_failed_database_unavailable", error=type(exc).__name__)
                 for delivery in batch.deliveries:
                     self._start(delivery)
-            # A claim that parked a saturated subscription's rows may have more behind them.
+            # A claim that parked or held rows may have more due behind them.
             wanted = min(max(free, 1), self.settings.dispatcher_batch_size)
-            if len(batch.deliveries) < wanted and not batch.parked:
+            if len(batch.deliveries) < wanted and not batch.parked and not batch.held:
                 await self._wait_for_work()
 
     async def _wait_for_work(self) -> None:
@@ -150,8 +142,13 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> ClaimBatch:
         async with self.session_factory() as session:
-            batch = await DeliveryRepository(session).claim(
-                worker=self.name, limit=limit, lease=self.settings.dispatcher_lease
+            batch = await claim(
+                session,
+                worker=self.name,
+                limit=limit,
+                lease=self.settings.dispatcher_lease,
+                probe_interval=self.settings.breaker_probe_interval,
+                shares=self.shares.for_claim(),
             )
             await session.commit()
         if batch.next_token_in is not None:
@@ -160,32 +157,27 @@ class Dispatcher:
         return batch
 
     def _start(self, claimed: ClaimedDelivery) -> None:
+        self.shares.start(claimed.id, claimed.subscription_id)
         task = asyncio.create_task(self._handle(claimed), name=f"deliver-{claimed.id}")
         self.in_flight[claimed.id] = task
         task.add_done_callback(lambda _task: self._done(claimed))
 
     def _done(self, claimed: ClaimedDelivery) -> None:
         self.in_flight.pop(claimed.id, None)
+        self.shares.forget(claimed.id)
         self.wake.set()
 
     async def _handle(self, claimed: ClaimedDelivery) -> None:
-        now = self.clock()
-        if claimed.deleted_at is not None or claimed.state == "disabled":
-            reason = "subscription deleted" if claimed.deleted_at else "subscription disabled"
-            await self._finish_without_attempt(claimed, reason=reason, now=now)
-            return
-        if not claimed.active:
-            await self._hold(claimed, now=now)
-            return
-        if claimed.state == "degraded":
+        if claimed.liveness in (Liveness.DELETED, Liveness.DISABLED):
+            reason = f"subscription {claimed.liveness.value}"
+            if claimed.liveness is Liveness.DISABLED and claimed.state_reason:
+                reason = f"subscription disabled: {claimed.state_reason}"
             async with self.session_factory() as session:
-                is_probe = await SubscriptionHealth(session, self.policy).take_probe_slot(
-                    claimed.subscription_id, now=now
+                await transitions.end_unsent(
+                    session, claimed.id, worker=self.name, reason=reason, now=self.clock()
                 )
                 await session.commit()
-            if not is_probe:
-                await self._hold(claimed, now=now)
-                return
+            return
         await self._attempt(claimed)
 
     async def _attempt(self, claimed: ClaimedDelivery) -> None:
@@ -206,6 +198,12 @@ class Dispatcher:
             custom_headers=claimed.headers,
         )
         result = await send(self.client, outgoing, attempt_timeout=self.settings.delivery_timeout)
+        self.shares.finish(
+            claimed.id,
+            answered=result.status_code is not None,
+            timed_out=result.error_class == "timeout",
+            max_concurrency=claimed.max_concurrency,
+        )
         # The outcome is written even if shutdown cancels us now: the request was made.
         recording = asyncio.create_task(self._record(claimed, attempt_number, result))
         self.recording[claimed.id] = recording
@@ -226,12 +224,6 @@ class Dispatcher:
             now=now,
         )
         succeeded = decision.outcome is Outcome.SUCCEEDED
-        if succeeded:
-            status = DeliveryStatus.SUCCEEDED
-        elif decision.next_attempt_at is not None:
-            status = DeliveryStatus.PENDING
-        else:
-            status = DeliveryStatus.FAILED
         attempt_row = {
             "id": new_id("att"),
             "delivery_id": claimed.id,
@@ -247,13 +239,16 @@ class Dispatcher:
             "response_body": result.response_body,
             "error_class": result.error_class,
             "error_message": result.error_message,
-            "outcome": status,
             "decision": decision.reason,
         }
-        if succeeded:
-            await self.recorder.record(attempt_row)
-        else:
-            await self._record_failure(claimed, attempt_row, decision, now=now)
+        status = await self.recorder.record(
+            AttemptOutcome(
+                attempt_row,
+                succeeded=succeeded,
+                retry_at=decision.next_attempt_at,
+                gone=decision.outcome is Outcome.GONE,
+            )
+        )
         metrics.current().attempt(
             outcome=status,
             status_code=result.status_code,
@@ -263,7 +258,7 @@ class Dispatcher:
         )
         if succeeded:
             self.delivered += 1
-        elif decision.next_attempt_at is not None:
+        elif status is DeliveryStatus.PENDING and decision.next_attempt_at is not None:
             self._wake_at(decision.next_attempt_at)
         log.info(
             "delivery_attempt",
@@ -278,92 +273,48 @@ class Dispatcher:
             duration_ms=result.duration_ms,
         )
 
-    async def _record_failure(
-        self,
-        claimed: ClaimedDelivery,
-        attempt_row: dict[str, Any],
-        decision: Decision,
-        *,
-        now: datetime,
-    ) -> None:
-        async for attempt in retrying_while_unavailable():
-            with attempt:
-                await self._write_failure(claimed, attempt_row, decision, now=now)
-
-    async def _write_failure(
-        self,
-        claimed: ClaimedDelivery,
-        attempt_row: dict[str, Any],
-        decision: Decision,
-        *,
-        now: datetime,
-    ) -> None:
-        async with self.session_factory() as session:
-            deliveries = DeliveryRepository(session)
-            health = SubscriptionHealth(session, self.policy)
-            await deliveries.add_attempts([attempt_row])
-            await deliveries.finish(
-                claimed.id,
-                worker=self.name,
-                status=attempt_row["outcome"],
-                attempts=attempt_row["attempt_number"],
-                next_attempt_at=decision.next_attempt_at or now,
-                last_status_code=attempt_row["response_status"],
-                last_error=decision.reason,
-                now=now,
-            )
-            if decision.outcome is Outcome.GONE:
-                await health.disable(
-                    claimed.subscription_id, reason="subscriber answered 410 Gone", now=now
-                )
-            else:
-                await health.record_failure(
-                    claimed.subscription_id, reason=decision.reason, now=now
-                )
-            await session.commit()
-
     def _wake_at(self, moment: datetime) -> None:
         # A retry due before the next poll would otherwise wait for the poll: claim on time.
         delay = (moment - self.clock()).total_seconds()
         if delay < self.settings.dispatcher_poll_interval:
             asyncio.get_running_loop().call_later(max(delay, 0.0), self.wake.set)
 
-    async def _finish_without_attempt(
-        self, claimed: ClaimedDelivery, *, reason: str, now: datetime
-    ) -> None:
-        async with self.session_factory() as session:
-            await DeliveryRepository(session).finish(
-                claimed.id,
-                worker=self.name,
-                status=DeliveryStatus.FAILED,
-                attempts=claimed.attempts,
-                next_attempt_at=now,
-                last_status_code=None,
-                last_error=reason,
-                now=now,
-            )
-            await session.commit()
-
-    async def _hold(self, claimed: ClaimedDelivery, *, now: datetime) -> None:
-        async with self.session_factory() as session:
-            await DeliveryRepository(session).hold(claimed.id, worker=self.name, now=now)
-            await session.commit()
-
-    async def _probe_loop(self) -> None:
+    async def _upkeep_loop(self) -> None:
+        """Makes a held delivery due for each failing subscription the moment its probe is due
+        (once per RELAY_BREAKER_PROBE_INTERVAL, not at the next tick of a fixed loop), and
+        every UPKEEP_INTERVAL keeps the subscriptions' parked flags true (see
+        outbox.transitions.raise_parked_flags)."""
+        flags_at = time.monotonic()
         while True:
-            await asyncio.sleep(PROBE_CHECK_INTERVAL)
             try:
                 async with self.session_factory() as session:
-                    released = await SubscriptionHealth(session, self.policy).release_due_probes(
-                        now=self.clock()
-                    )
+                    health = SubscriptionHealth(session, self.policy)
+                    released = await health.release_due_probes(now=self.clock())
+                    next_probe = await health.next_probe_at(now=self.clock())
                     await session.commit()
+                if time.monotonic() >= flags_at:
+                    await self._keep_parked_flags()
+                    flags_at = time.monotonic() + UPKEEP_INTERVAL
             except Exception as exc:
                 if not is_database_unavailable(exc):
                     raise
-                continue
+                released, next_probe = 0, None
             if released:
                 self.wake.set()
+            wait = max(flags_at - time.monotonic(), 0.0)
+            if next_probe is not None:
+                wait = min(max((next_probe - self.clock()).total_seconds(), 0.0), wait)
+            self.probe_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.probe_wake.wait(), timeout=wait)
+
+    async def _keep_parked_flags(self) -> None:
+        async with self.session_factory() as session:
+            await transitions.raise_parked_flags(session)
+            await session.commit()
+        async with self.session_factory() as session:
+            await transitions.lower_parked_flags(session, now=self.clock())
+            await session.commit()
 
     async def _shutdown(self) -> None:
         """Lets requests in flight finish for a bounded time, then gives the rest back."""
@@ -387,8 +338,8 @@ class Dispatcher:
         unfinished_ids = [id_ for id_ in unfinished_ids if id_ not in self.recording]
         if unfinished_ids:
             async with self.session_factory() as session:
-                await DeliveryRepository(session).release(
-                    unfinished_ids, worker=self.name, at=self.clock()
+                await transitions.give_back(
+                    session, unfinished_ids, worker=self.name, at=self.clock()
                 )
                 await session.commit()
             log.info("dispatcher_released", deliveries=len(unfinished_ids))

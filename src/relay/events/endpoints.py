@@ -5,7 +5,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from relay.core.auth import require_admin
+from relay.apikeys.auth import require_admin
 from relay.core.errors import NotFound
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
-from relay.core.auth import require_admin
+from relay.apikeys.auth import require_admin
 from relay.core.errors import NotFound, error_response
 from relay.core.logging import get_logger
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor

@@ -20,8 +20,14 @@ from sqlalchemy import ARRAY, DateTime, LargeBinary, String, bindparam, select, 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from relay.core.jsonutil import dumps
-from relay.deliveries.repository import NOTIFY_CHANNEL, PlannedDelivery
 from relay.ingest.models import RequestLog
+from relay.outbox.states import TAKES_NEW_DELIVERIES, liveness_in_sql
+from relay.outbox.transitions import (
+    INSERT_PLANNED,
+    NOTIFY_CHANNEL,
+    PlannedDelivery,
+    planned_params,
+)
 
 
 class RequestLogRepository:
@@ -123,19 +129,19 @@ class StoredWebhook:
 # The live subscriptions ride along with the source lookup, as one JSON document, so the
 # ingest pays one round trip for both; fan-out needs them once the body is verified.
 _LOOKUP = text(
-    """
+    f"""
     SELECT s.id, s.slug, s.vendor, s.active, s.rate_limit_per_second,
-           s.verification #>> '{}' AS verification_token, s.mapping::text AS mapping_json,
+           s.verification #>> '{{}}' AS verification_token, s.mapping::text AS mapping_json,
            (SELECT coalesce(json_agg(json_build_object(
                        'id', sub.id, 'event_types', sub.event_types, 'vendors', sub.vendors,
                        'source_ids', sub.source_ids, 'filter', sub.filter,
                        'ordered', sub.ordered) ORDER BY sub.id)::text, '[]')
             FROM subscriptions AS sub
-            WHERE sub.deleted_at IS NULL AND sub.active AND sub.state <> 'disabled'
+            WHERE {liveness_in_sql("sub", TAKES_NEW_DELIVERIES)}
            ) AS subscriptions_json
     FROM sources AS s
     WHERE s.slug = :slug
-    """
+    """  # noqa: S608 (formatted only with the outbox's own constants)
 )
 
 _RECORD = text(
@@ -156,7 +162,7 @@ _RECORD = text(
 # Only events whose key was fresh are inserted, and only their deliveries; the request log
 # row comes last so that its verdict and counts describe what was stored.
 _STORE = text(
-    """
+    f"""
     WITH fresh AS (
         INSERT INTO dedupe_keys (source_id, key, event_id, created_at)
         SELECT :source_id, k.key, k.event_id, :received_at
@@ -182,22 +188,9 @@ _STORE = text(
                subject_id, occurred_at, :received_at, envelope
         FROM incoming
         RETURNING id
-    ), planned AS (
-        INSERT INTO deliveries (id, event_id, subscription_id, status, held, attempts,
-                                next_attempt_at, subject_key, event_timestamp, created_at,
-                                updated_at)
-        SELECT d.id, d.event_id, d.subscription_id, 'pending', false, 0, :received_at,
-               d.subject_key, d.event_timestamp, :received_at, :received_at
-        FROM unnest(
-            CAST(:delivery_ids AS text[]), CAST(:delivery_event_ids AS text[]),
-            CAST(:delivery_subscription_ids AS text[]), CAST(:delivery_subject_keys AS text[]),
-            CAST(:delivery_event_timestamps AS timestamptz[])
-        ) AS d(id, event_id, subscription_id, subject_key, event_timestamp)
-        JOIN stored ON stored.id = d.event_id
-        RETURNING 1
-    ), summary AS (
+    ), planned AS ({INSERT_PLANNED}), summary AS (
         SELECT count(*) AS accepted,
-               coalesce(array_agg(id ORDER BY position), '{}') AS event_ids
+               coalesce(array_agg(id ORDER BY position), '{{}}') AS event_ids
         FROM incoming
     )
     INSERT INTO inbound_requests (id, source_id, slug, received_at, verdict, reason, status_code,
@@ -213,7 +206,7 @@ _STORE = text(
               -- NOTIFY is sent when the statement commits: a wake-up only when there is work.
               (SELECT count(pg_notify(:channel, ''))
                FROM (SELECT 1 FROM planned LIMIT 1) AS any_delivery) AS woken
-    """
+    """  # noqa: S608 (formatted only with the outbox's own constants)
 ).bindparams(
     bindparam("received_at", type_=DateTime(timezone=True)),
     bindparam("body", type_=LargeBinary()),
@@ -301,11 +294,7 @@ class IngestRepository:
             subject_ids=[event.subject_id for event in events],
             occurred_ats=[event.occurred_at for event in events],
             envelopes=[event.envelope for event in events],
-            delivery_ids=[delivery.id for delivery in deliveries],
-            delivery_event_ids=[delivery.event_id for delivery in deliveries],
-            delivery_subscription_ids=[delivery.subscription_id for delivery in deliveries],
-            delivery_subject_keys=[delivery.subject_key for delivery in deliveries],
-            delivery_event_timestamps=[delivery.event_timestamp for delivery in deliveries],
+            **planned_params(deliveries),
         )
         result = (await self.connection.execute(_STORE, params)).one()
         return StoredWebhook(

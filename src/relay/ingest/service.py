@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
 from relay.core.logging import get_logger, is_secret_key
-from relay.deliveries.service import plan_deliveries
 from relay.events.envelope import build_envelope
 from relay.ingest.repository import (
     IngestRepository,
@@ -30,6 +29,7 @@ from relay.ingest.repository import (
 )
 from relay.observability import metrics
 from relay.sources.service import parsed_configuration
+from relay.subscriptions.fanout import plan_deliveries
 from relay.vendors.base import (
     InboundRequest,
     MappingOverrides,

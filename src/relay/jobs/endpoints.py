@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
-from relay.core.auth import require_admin
+from relay.apikeys.auth import require_admin
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 from relay.deliveries.endpoints import delivery_out

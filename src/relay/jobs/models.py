@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relay.db.base import Base, utcnow
-from relay.deliveries.models import Delivery
+from relay.outbox.models import Delivery
 
 
 class JobKind:

@@ -82,7 +82,7 @@ class JobRunner:
         try:
             if progress.total is None:
                 async with self.session_factory() as session:
-                    progress.total = await JobBatches(session, job).count()
+                    progress.total = await JobBatches(session, job).count(now=self.clock())
                     await self._save(session, job, progress)
             complete = False
             while not complete:

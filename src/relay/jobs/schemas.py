@@ -40,7 +40,11 @@ class RecoverIn(BaseModel):
 
     since: Instant = Field(description="Deliveries created at or after this time (ISO 8601).")
     until: Instant | None = Field(None, description="... and before this time; omitted: now.")
-    status: Literal["failed"] = Field("failed", description="Which deliveries: only failed.")
+    status: Literal["failed", "pending"] = Field(
+        "failed",
+        description="Which deliveries: `failed` ones go back in the queue; `pending` ones "
+        "waiting for their next attempt are made due now.",
+    )
 
 
 class BulkReplayIn(BaseModel):

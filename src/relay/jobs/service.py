@@ -2,7 +2,8 @@
 
 Replaying an event makes new deliveries of it (new delivery ids, the same event and so the
 same `webhook-id`) to the subscriptions that match it now. Recovering re-queues a
-subscription's failed deliveries as they are. Both large kinds run as jobs: `JobRunner`
+subscription's failed deliveries as they are, or makes its pending ones that wait for a retry
+due now. Both large kinds run as jobs: `JobRunner`
 claims them and calls `run_batch` until a batch comes back short.
 """
 
@@ -18,17 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relay.core.errors import Conflict, Invalid, NotFound
 from relay.core.ids import new_id
-from relay.deliveries.models import Delivery
 from relay.deliveries.repository import DeliveryRepository
-from relay.deliveries.service import delivery_rows
 from relay.events.repository import EventRepository
 from relay.events.taxonomy import EVENT_TYPES
 from relay.jobs.models import Job, JobKind, JobStatus
 from relay.jobs.repository import EventWindow, JobRepository
 from relay.jobs.schemas import BulkReplayIn, RecoverIn
+from relay.outbox import health, transitions
+from relay.outbox.models import Delivery
+from relay.outbox.states import ENDS_PENDING_DELIVERIES, DeliveryStatus, Liveness, liveness
 from relay.sources.repository import SourceRepository
+from relay.subscriptions.fanout import plan_deliveries
 from relay.subscriptions.matching import wants
-from relay.subscriptions.models import Subscription, SubscriptionState
+from relay.subscriptions.models import Subscription
 from relay.subscriptions.repository import SubscriptionRepository
 from relay.vendors.registry import VENDORS
 
@@ -41,11 +44,21 @@ class JobFailed(Exception):
     """A job cannot go on (its subscription was deleted or disabled meanwhile)."""
 
 
+def _liveness(subscription: Subscription) -> Liveness:
+    return liveness(
+        deleted_at=subscription.deleted_at, state=subscription.state, active=subscription.active
+    )
+
+
 def _why_not_live(subscription: Subscription) -> str | None:
-    if subscription.state == SubscriptionState.DISABLED:
-        return f"is disabled ({subscription.state_reason or 'by an admin'})"
-    if not subscription.active:
-        return 'is paused: switch it back on with PATCH {"active": true} first'
+    """Why a subscription takes no new deliveries; None when it does (a paused one does:
+    they wait for its resume)."""
+    state = _liveness(subscription)
+    if state in ENDS_PENDING_DELIVERIES:
+        return (
+            f"is {state.value} ({subscription.state_reason or 'by an admin'}): switch it back "
+            'on with PATCH {"active": true} first'
+        )
     return None
 
 
@@ -70,8 +83,8 @@ def _instant(value: str | None) -> datetime | None:
 
 class JobService:
     def __init__(self, session: AsyncSession) -> None:
+        self.session = session
         self.jobs = JobRepository(session)
-        self.deliveries = DeliveryRepository(session)
         self.events = EventRepository(session)
         self.subscriptions = SubscriptionRepository(session)
         self.sources = SourceRepository(session)
@@ -101,11 +114,9 @@ class JobService:
             chosen = await self.subscriptions.live()
         else:
             chosen = await self._named_for_event(subscription_ids, envelope)
-        rows = delivery_rows(chosen, [envelope], now=now)
-        await self.deliveries.add_many(rows)
-        if rows:
-            await self.deliveries.notify()
-        return [Delivery(**row) for row in rows]
+        return await transitions.add_planned(
+            self.session, plan_deliveries(chosen, [envelope]), now=now
+        )
 
     async def _named_for_event(
         self, subscription_ids: Sequence[str], envelope: dict[str, Any]
@@ -139,13 +150,12 @@ class JobService:
         subscription = await self.subscriptions.get(subscription_id)
         if subscription is None:
             raise NotFound(f"no subscription with id '{subscription_id}'")
-        if subscription.state == SubscriptionState.DISABLED:
-            raise Conflict(
-                f"subscription '{subscription_id}' is disabled "
-                f"({subscription.state_reason or 'by an admin'}): switch it back on with "
-                'PATCH {"active": true} first'
-            )
+        if (reason := _why_not_live(subscription)) is not None:
+            raise Conflict(f"subscription '{subscription_id}' {reason}")
         _check_window(request.since, request.until)
+        # Recovering a failing subscription says it is fixed: probe it now, not at the next
+        # probe time, so that its breaker closes as soon as it answers.
+        await health.probe_now(self.session, subscription_id, now=now)
         params = {
             "subscription_id": subscription_id,
             "status": request.status,
@@ -241,6 +251,10 @@ def event_window(params: dict[str, Any]) -> EventWindow:
     )
 
 
+def _recovered_status(params: dict[str, Any]) -> DeliveryStatus:
+    return DeliveryStatus(params["status"])
+
+
 def backlog_subscription(job: Job) -> str | None:
     """Whose due deliveries the job must not pile up: the recovered subscription's, or, for a
     replay that may feed any subscription, everyone's."""
@@ -254,21 +268,24 @@ class JobBatches:
     """The work of one job, one batch at a time, in the caller's transaction."""
 
     def __init__(self, session: AsyncSession, job: Job) -> None:
+        self.session = session
         self.job = job
         self.jobs = JobRepository(session)
         self.deliveries = DeliveryRepository(session)
         self.subscriptions = SubscriptionRepository(session)
 
-    async def count(self) -> int:
+    async def count(self, *, now: datetime) -> int:
         params = self.job.params
         if self.job.kind == JobKind.RECOVER:
             since = _instant(params["since"])
             assert since is not None
-            return await self.deliveries.count_failed(
+            return await self.deliveries.count_recoverable(
                 params["subscription_id"],
+                status=_recovered_status(params),
                 since=since,
                 until=_instant(params.get("until")),
-                failed_before=self.job.created_at,
+                changed_before=self.job.created_at,
+                now=now,
             )
         return await self.jobs.count_events(event_window(params))
 
@@ -283,7 +300,7 @@ class JobBatches:
         subscription = await self.subscriptions.get(params["subscription_id"])
         if subscription is None:
             raise JobFailed(f"subscription '{params['subscription_id']}' was deleted")
-        if subscription.state == SubscriptionState.DISABLED:
+        if _liveness(subscription) is Liveness.DISABLED:
             raise JobFailed(
                 f"subscription '{subscription.id}' was disabled "
                 f"({subscription.state_reason or 'by an admin'}); switch it back on and "
@@ -292,12 +309,15 @@ class JobBatches:
         since = _instant(params["since"])
         assert since is not None
         until = _instant(params.get("until"))
-        requeued = await self.deliveries.requeue_failed(
+        status = _recovered_status(params)
+        requeued = await transitions.requeue(
+            self.session,
             subscription.id,
+            status=status,
             since=since,
             until=until,
             after=_position(progress.cursor),
-            failed_before=self.job.created_at,
+            changed_before=self.job.created_at,
             limit=limit,
             now=now,
         )
@@ -306,13 +326,17 @@ class JobBatches:
             progress.done += len(requeued)
             progress.count("requeued", len(requeued))
             progress.count("batches", 1)
-            await self.deliveries.notify()
         if len(requeued) == limit:
             return False
         # The end of a pass. Rows that were locked when their batch ran were skipped; while
         # some remain, start over from the beginning of the window (a few passes at most).
-        left = await self.deliveries.count_failed(
-            subscription.id, since=since, until=until, failed_before=self.job.created_at
+        left = await self.deliveries.count_recoverable(
+            subscription.id,
+            status=status,
+            since=since,
+            until=until,
+            changed_before=self.job.created_at,
+            now=now,
         )
         passes = progress.result.get("passes", 1)
         if left and passes < MAX_RECOVER_PASSES:
@@ -332,16 +356,15 @@ class JobBatches:
         if params.get("subscription_ids") is not None:
             wanted = set(params["subscription_ids"])
             subscriptions = [s for s in subscriptions if s.id in wanted]
-        rows = delivery_rows(
-            subscriptions, [orjson.loads(event.envelope) for event in events], now=now
+        added = await transitions.add_planned(
+            self.session,
+            plan_deliveries(subscriptions, [orjson.loads(event.envelope) for event in events]),
+            now=now,
         )
-        await self.deliveries.add_many(rows)
         last = events[-1]
         progress.cursor = _cursor(last.received_at, last.id)
         progress.done += len(events)
         progress.count("events", len(events))
-        progress.count("deliveries", len(rows))
+        progress.count("deliveries", len(added))
         progress.count("batches", 1)
-        if rows:
-            await self.deliveries.notify()
         return len(events) < limit

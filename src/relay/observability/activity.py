@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from relay.core.auth import require_admin
+from relay.apikeys.auth import require_admin
 from relay.db.session import DbSession
 from relay.observability.repository import ActivityFilter, ActivityRepository
 

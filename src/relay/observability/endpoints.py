@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from relay.core.auth import require_admin
+from relay.apikeys.auth import require_admin
 from relay.core.settings import Settings
 from relay.db.session import DbSession
 from relay.observability.metrics import Metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Index, text
 
-from relay.deliveries.models import DeliveryAttempt
+from relay.outbox.models import DeliveryAttempt
 
 # Clearing old response bodies reads only attempts that still have one, oldest first.
 ATTEMPT_BODIES_INDEX = Index(

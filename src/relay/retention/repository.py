@@ -12,6 +12,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from relay.outbox import transitions
+
 
 def _timed(sql: str, *names: str) -> TextClause:
     # asyncpg must be told the cutoffs are timestamptz where they are compared.
@@ -53,19 +55,6 @@ _DELETE_DEDUPE_KEYS = _timed(
     DELETE FROM dedupe_keys WHERE (source_id, key) IN (
         SELECT source_id, key FROM dedupe_keys WHERE created_at < :cutoff
         ORDER BY created_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    )
-    """,
-    "cutoff",
-)
-
-_CLEAR_BODIES = _timed(
-    """
-    UPDATE delivery_attempts SET response_body = NULL WHERE id IN (
-        SELECT id FROM delivery_attempts
-        WHERE response_body IS NOT NULL AND started_at < :cutoff
-        ORDER BY started_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
@@ -126,7 +115,7 @@ class RetentionRepository:
         return await self._run(_DELETE_DEDUPE_KEYS, before, limit)
 
     async def clear_attempt_bodies(self, *, before: datetime, limit: int) -> int:
-        return await self._run(_CLEAR_BODIES, before, limit)
+        return await transitions.clear_attempt_bodies(self.session, before=before, limit=limit)
 
     async def preview(
         self, *, before: datetime, dedupe_before: datetime, bodies_before: datetime

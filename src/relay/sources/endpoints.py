@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Response
 
-from relay.core.auth import require_admin
+from relay.apikeys.auth import require_admin
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 from relay.sources.repository import SourceRepository

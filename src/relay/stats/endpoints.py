@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends
 
-from relay.core.auth import require_admin
+from relay.apikeys.auth import require_admin
 from relay.db.session import DbSession
 from relay.stats.schemas import StatsOut
 from relay.stats.service import StatsService

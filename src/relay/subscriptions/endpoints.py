@@ -6,7 +6,7 @@ import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from relay.core.auth import require_admin
+from relay.apikeys.auth import require_admin
 from relay.core.netguard import DestinationPolicy
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.core.settings import Settings

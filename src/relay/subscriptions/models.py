@@ -3,18 +3,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, CheckConstraint, Float, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relay.core.crypto import EncryptedText
 from relay.db.base import Base, TimestampMixin
+from relay.outbox.states import SubscriptionState
 
-
-class SubscriptionState:
-    ACTIVE = "active"
-    DEGRADED = "degraded"
-    DISABLED = "disabled"
+SUBSCRIPTION_INVARIANTS = {
+    "state": f"state IN ({', '.join(repr(value.value) for value in SubscriptionState)})",
+    "max_concurrency": "max_concurrency >= 1",
+    "rate_limit": "rate_limit_per_second IS NULL OR rate_limit_per_second > 0",
+    "failures_counted": "consecutive_failures >= 0",
+}
 
 
 class Subscription(TimestampMixin, Base):
@@ -23,6 +25,7 @@ class Subscription(TimestampMixin, Base):
 
     __tablename__ = "subscriptions"
     __table_args__ = (
+        *(CheckConstraint(rule, name=name) for name, rule in SUBSCRIPTION_INVARIANTS.items()),
         Index(
             "ix_subscriptions_live",
             "id",

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relay.deliveries.models import Delivery, DeliveryStatus
+from relay.outbox.states import TAKES_NEW_DELIVERIES, liveness_in_sql
 from relay.subscriptions.models import Subscription
+
+# Fan-out's rule, the same one the ingest's lookup statement reads (ingest/repository.py).
+TAKES_NEW_DELIVERIES_SQL = liveness_in_sql("subscriptions", TAKES_NEW_DELIVERIES)
 
 
 class SubscriptionRepository:
@@ -32,36 +34,11 @@ class SubscriptionRepository:
         return (await self.session.execute(query)).scalars().all()
 
     async def live(self) -> Sequence[Subscription]:
-        """Subscriptions that take new deliveries: active, not deleted, not disabled."""
-        query = select(Subscription).where(
-            Subscription.deleted_at.is_(None),
-            Subscription.active,
-            Subscription.state != "disabled",
-        )
+        """Subscriptions that take new deliveries (paused and failing ones included: theirs
+        wait)."""
+        query = select(Subscription).where(text(TAKES_NEW_DELIVERIES_SQL))
         return (await self.session.execute(query)).scalars().all()
 
     async def add(self, subscription: Subscription) -> None:
         self.session.add(subscription)
         await self.session.flush()
-
-    async def fail_pending_deliveries(
-        self, subscription_id: str, *, reason: str, now: datetime
-    ) -> int:
-        result = await self.session.execute(
-            update(Delivery)
-            .where(
-                Delivery.subscription_id == subscription_id,
-                Delivery.status == DeliveryStatus.PENDING,
-            )
-            .values(
-                status=DeliveryStatus.FAILED,
-                last_error=reason,
-                completed_at=now,
-                updated_at=now,
-                locked_by=None,
-                locked_until=None,
-                held=False,
-                parked=False,
-            )
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -11,14 +11,15 @@ from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
 from relay.core.logging import is_secret_key
 from relay.core.masking import masked
-from relay.deliveries.repository import DeliveryRepository
-from relay.dispatcher.retry import validate_schedule
 from relay.dispatcher.sender import OutgoingDelivery, send, signing_secrets
 from relay.dispatcher.signing import generate_secret, mask_secret
 from relay.events.envelope import ping_envelope
+from relay.outbox import health, transitions
+from relay.outbox.retry import validate_schedule
+from relay.outbox.states import SubscriptionState
 from relay.subscriptions.destinations import DestinationChecker, validate_headers
 from relay.subscriptions.filters import FilterError, validate_event_types, validate_filter
-from relay.subscriptions.models import Subscription, SubscriptionState
+from relay.subscriptions.models import Subscription
 from relay.subscriptions.repository import SubscriptionRepository
 from relay.subscriptions.schemas import (
     SubscriptionCreate,
@@ -153,9 +154,13 @@ class SubscriptionService:
         self, subscription_id: str, payload: SubscriptionUpdate, *, now: datetime
     ) -> Subscription:
         subscription = await self.get(subscription_id)
+        session = self.repository.session
         given = payload.model_fields_set
+        endpoint_changed = False
         if payload.url is not None:
-            subscription.url = await self._checked_url(payload.url)
+            url = await self._checked_url(payload.url)
+            endpoint_changed = url != subscription.url
+            subscription.url = url
         if payload.event_types is not None:
             subscription.event_types = _checked(
                 "event_types", validate_event_types, payload.event_types
@@ -167,13 +172,16 @@ class SubscriptionService:
         if "filter" in given:
             subscription.filter = _check_filter(payload.filter)
         if payload.headers is not None:
-            subscription.headers = _checked(
+            headers = _checked(
                 "headers",
                 validate_headers,
                 _kept_credentials(subscription.headers, payload.headers),
             )
+            endpoint_changed = endpoint_changed or headers != subscription.headers
+            subscription.headers = headers
         if payload.description is not None:
             subscription.description = payload.description
+        ordering_changed = payload.ordered is not None and payload.ordered != subscription.ordered
         if payload.ordered is not None:
             subscription.ordered = payload.ordered
         if payload.max_concurrency is not None:
@@ -182,20 +190,18 @@ class SubscriptionService:
             subscription.rate_limit_per_second = payload.rate_limit_per_second
         if "retry_schedule" in given:
             subscription.retry_schedule = _check_schedule(payload.retry_schedule)
+        resumed = payload.active is True
         if payload.active is not None:
             subscription.active = payload.active
-            if payload.active:
-                await DeliveryRepository(self.repository.session).release_held(
-                    subscription.id, now=now
-                )
-            if payload.active and subscription.state != SubscriptionState.ACTIVE:
-                # Re-enabling is the admin's word that the endpoint is fixed.
-                subscription.state = SubscriptionState.ACTIVE
-                subscription.state_reason = ""
-                subscription.consecutive_failures = 0
-                subscription.failing_since = None
-                subscription.breaker_open_until = None
-        await self.repository.session.flush()
+        await session.flush()
+        if ordering_changed:
+            await transitions.apply_ordering(session, subscription.id, ordered=subscription.ordered)
+        if resumed or (endpoint_changed and subscription.state == SubscriptionState.DEGRADED):
+            # Resuming, or fixing the URL or headers of a failing subscription, is the admin's
+            # word that the endpoint works: the breaker closes and what it held goes out now.
+            # A subscription disabled by the breaker or a 410 is re-enabled only by a resume.
+            await health.reset(session, subscription.id, now=now)
+            await session.refresh(subscription)
         return subscription
 
     async def rotate_secret(
@@ -254,7 +260,7 @@ class SubscriptionService:
         subscription = await self.get(subscription_id)
         subscription.deleted_at = now
         subscription.active = False
-        await self.repository.fail_pending_deliveries(
-            subscription_id, reason="subscription deleted", now=now
-        )
         await self.repository.session.flush()
+        await transitions.end_pending(
+            self.repository.session, subscription_id, reason="subscription deleted", now=now
+        )

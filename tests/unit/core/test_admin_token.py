@@ -3,7 +3,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from relay.core.auth import load_or_create_admin_token
+from relay.apikeys.auth import load_or_create_admin_token
 from relay.core.settings import Settings
 
 

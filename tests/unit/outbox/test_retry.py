@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.dispatcher.retry import (
+from relay.outbox.retry import (
     DEFAULT_SCHEDULE,
     Decision,
     Outcome,
@@ -184,6 +184,9 @@ def test_without_an_rng_the_module_random_is_used() -> None:
     [
         ("120", 120),
         (" 120 ", 120),
+        ("2.5", 2.5),
+        ("0.5", 1),
+        ("86399.75", 86399.75),
         ("1", 1),
         ("0", 1),
         ("86400", 86400),
@@ -213,7 +216,18 @@ def test_retry_after_overrides_the_delay_clamped_to_1s_24h(
 
 @pytest.mark.parametrize(
     "retry_after",
-    ["", "soon", "-5", "1.5", "12abc", "Sun, 99 Nov 2026 10:02:00 GMT", "Sun, 22 Nov 99999 10:02"],
+    [
+        "",
+        "soon",
+        "-5",
+        "1.",
+        ".5",
+        "1e3",
+        "1,5",
+        "12abc",
+        "Sun, 99 Nov 2026 10:02:00 GMT",
+        "Sun, 22 Nov 99999 10:02",
+    ],
 )
 def test_unparseable_retry_after_is_ignored(retry_after: str) -> None:
     assert delay_of(decide(429, attempts_made=2, retry_after=retry_after)) == 300

@@ -2,10 +2,10 @@
 
 from relay.apikeys.models import ApiKey
 from relay.db.base import Base
-from relay.deliveries.models import Delivery, DeliveryAttempt, SubscriptionThrottle
 from relay.events.models import DedupeKey, Event
 from relay.ingest.models import RequestLog
 from relay.jobs.models import FAILED_DELIVERIES_INDEX, Job
+from relay.outbox.models import Delivery, DeliveryAttempt, SubscriptionThrottle
 from relay.retention.models import ATTEMPT_BODIES_INDEX
 from relay.sources.models import Source
 from relay.subscriptions.models import Subscription

@@ -26,6 +26,7 @@ adds attempts beyond the schedule.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,7 @@ MAX_SCHEDULED_DELAY = 7 * DAY
 MAX_RETRY_AFTER = 24 * HOUR
 
 NOT_RETRIED = frozenset({400, 401, 403, 404, 422})
+_DELTA_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 GONE = 410
 HONOURS_RETRY_AFTER = frozenset({429, 503})
 
@@ -97,7 +99,8 @@ def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isascii() and text.isdigit():
+    if _DELTA_SECONDS.fullmatch(text):
+        # Decimal seconds (`2.5`) are not in RFC 9110 but are sent, and their meaning is plain.
         seconds = float(text)
     else:
         try:

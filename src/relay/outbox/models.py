@@ -3,17 +3,47 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relay.db.base import Base, utcnow
+from relay.outbox.states import DeliveryStatus
 
 
-class DeliveryStatus:
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+def _one_of(column: str, values: type[DeliveryStatus]) -> str:
+    return f"{column} IN ({', '.join(repr(value.value) for value in values)})"
+
+
+# The invariants of the delivery state machine, enforced by the database so that no write,
+# however it is made, can leave a row in a state the claim and the API do not expect.
+DELIVERY_INVARIANTS = {
+    "status": _one_of("status", DeliveryStatus),
+    # A lease is one thing: who and until when.
+    "lease_whole": "(locked_by IS NULL) = (locked_until IS NULL)",
+    "lease_pending": "locked_by IS NULL OR status = 'pending'",
+    # Held (paused, breaker open) and parked (over a limit) rows wait, nobody holds them.
+    "held_waiting": "NOT held OR (status = 'pending' AND locked_by IS NULL)",
+    "parked_waiting": "NOT parked OR (status = 'pending' AND locked_by IS NULL AND NOT held)",
+    "completed_when_finished": "(status = 'pending') = (completed_at IS NULL)",
+    "attempts_counted": "attempts >= 0",
+}
+
+ATTEMPT_INVARIANTS = {
+    "outcome": _one_of("outcome", DeliveryStatus),
+    "attempt_number": "attempt_number >= 1",
+    "duration": "duration_ms >= 0",
+}
 
 
 class Delivery(Base):
@@ -21,6 +51,7 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
+        *(CheckConstraint(rule, name=name) for name, rule in DELIVERY_INVARIANTS.items()),
         # The claim query reads only pending rows that no open breaker holds and no limit
         # parked, so the index holds only those: its size follows the live backlog, not the
         # history, and one subscription's parked backlog never stands in front of the others.
@@ -72,9 +103,8 @@ class Delivery(Base):
     )
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
     held: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
-    # Over its subscription's max_concurrency or rate limit when last looked at by a claim.
-    # Only ever true on a pending row that no worker leases: the claim unparks what it leases,
-    # and failing a subscription's pending deliveries unparks them.
+    # Over its subscription's max_concurrency, rate limit or a worker's share when last looked
+    # at by a claim; waits out of the due index until its subscription has room.
     parked: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
@@ -94,6 +124,7 @@ class DeliveryAttempt(Base):
 
     __tablename__ = "delivery_attempts"
     __table_args__ = (
+        *(CheckConstraint(rule, name=name) for name, rule in ATTEMPT_INVARIANTS.items()),
         Index("ix_delivery_attempts_delivery_id_attempt", "delivery_id", "attempt_number"),
         Index("ix_delivery_attempts_subscription_id_id", "subscription_id", "id"),
     )
@@ -132,8 +163,12 @@ class SubscriptionThrottle(Base):
     subscription_id: Mapped[str] = mapped_column(
         ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
     )
-    # Some of its deliveries are parked: every claim offers it its free room first.
+    # Some of its deliveries are parked: every claim offers it its free room first, and the
+    # ingest writes its new deliveries parked, behind them.
     parked: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # When the upkeep last lowered the flag: claims go on looking for parked deliveries for a
+    # while after (see claim.LOWERED_WATCH).
+    lowered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # The rate limit's token bucket, as of refilled_at; NULL is a full bucket.
     tokens: Mapped[float | None] = mapped_column(Float, nullable=True)
     refilled_at: Mapped[datetime | None] = mapped_column(nullable=True)
