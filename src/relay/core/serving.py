@@ -40,6 +40,10 @@ _TOO_LARGE = (
 
 Network = IPv4Network | IPv6Network
 
+# Set in the request state when the HTTP parser refused the body (a malformed chunked encoding)
+# and answered 400 itself; the app then reads a disconnect.
+MALFORMED_BODY = "malformed_body"
+
 
 def client_key(host: str) -> str | None:
     """What one client's connections are counted under: its address, or its IPv6 /64."""
@@ -261,6 +265,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # The parser refused the request. Mid-body the app is already reading it, and would see
+        # only a disconnect: the request state tells it why.
+        if not self._in_head and self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.scope.setdefault("state", {})[MALFORMED_BODY] = True
+        super().send_400_response(msg)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # The connections include this one: at the cap exactly, it is still served.

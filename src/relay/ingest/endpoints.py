@@ -17,7 +17,7 @@ from relay.core.errors import NotFound, error_response
 from relay.core.logging import get_logger
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.core.responses import JSONResponse
-from relay.core.serving import BodyTimeout
+from relay.core.serving import MALFORMED_BODY, BodyTimeout
 from relay.core.settings import Settings
 from relay.db.session import DbSession
 from relay.ingest.limits import limiter_of
@@ -131,7 +131,20 @@ async def ingest_webhook(slug: str, request: Request) -> JSONResponse:
         await service.record_rejection(webhook, source, status_code=408, reason=late.detail)
         return error_response(408, "request_timeout", late.detail, headers=late.headers)
     except ClientDisconnect:
-        return _client_went_away(slug)
+        if not getattr(request.state, MALFORMED_BODY, False):
+            return _client_went_away(slug)
+        # The HTTP parser refused the body and has answered 400; the vendor's request is kept
+        # in the log, since its sender may well be a genuine one with a broken client.
+        reason = "the body's chunked transfer encoding is malformed (refused by the HTTP parser)"
+        await service.record_rejection(
+            webhook,
+            source,
+            status_code=400,
+            reason=reason,
+            verdict=Verdict.INVALID,
+            event="ingest_malformed_body",
+        )
+        return error_response(400, "malformed_body", reason)
 
     # The answer leaves only after the statement storing it all has committed.
     outcome = await service.ingest(webhook, source, subscriptions)
