@@ -150,6 +150,8 @@ class Run:
             "RELAY_DATA_DIR": str(self.workdir / "relay-data"),
             "RELAY_ENCRYPTION_KEY": self.encryption_key,
             "RELAY_PORT": str(port),
+            # Every load generator connects from loopback: one client, as the relay counts them.
+            "RELAY_CLIENT_CONNECTION_LIMITS": "127.0.0.0/8=1000",
         }
 
     def start_relay(self, name: str, *args: str) -> tuple[Process, int]:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import __version__
-from relay.apikeys.auth import load_or_create_admin_token
+from relay.apikeys.auth import AdminAuthMiddleware, load_or_create_admin_token
 from relay.apikeys.endpoints import router as api_keys_router
 from relay.background import BackgroundWork
 from relay.core.crypto import install_from_settings
@@ -19,6 +19,7 @@ from relay.core.errors import install_error_handlers
 from relay.core.ids import new_id
 from relay.core.netguard import DestinationPolicy
 from relay.core.responses import JSONResponse
+from relay.core.serving import BodyDeadlineMiddleware
 from relay.core.settings import Settings
 from relay.db.engine import create_engine, create_session_factory, resolve_database_url
 from relay.deliveries.endpoints import router as deliveries_router
@@ -110,6 +111,9 @@ def create_app(
     install_from_settings(settings)
     app.state.metrics = observability.Metrics()
     install_error_handlers(app)
+    # Each one added wraps those before it: the outermost comes last.
+    app.add_middleware(AdminAuthMiddleware)
+    app.add_middleware(BodyDeadlineMiddleware, timeout=settings.request_body_timeout)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(observability.MetricsMiddleware, metrics=app.state.metrics)
     for router in (

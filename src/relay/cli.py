@@ -21,11 +21,11 @@ from relay.client import commands as client_commands
 from relay.client.tail import tail as tail_command
 from relay.core.crypto import EncryptionError, install_from_settings
 from relay.core.logging import configure_logging, get_logger
+from relay.core.serving import guarded_protocol
 from relay.core.settings import Settings, get_settings
 from relay.db.engine import create_engine, create_session_factory, resolve_database_url
 from relay.db.migrations import upgrade_to_head
 from relay.encryption.cli import app as encryption_app
-from relay.ingest.limits import guarded_protocol
 from relay.observability.metrics import process_default
 from relay.retention.service import Purger
 
@@ -106,12 +106,8 @@ def serve(
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
-        http=guarded_protocol(
-            head_timeout=settings.request_head_timeout,
-            max_header_count=settings.max_header_count,
-            max_header_bytes=settings.max_header_bytes,
-        ),
-        limit_concurrency=settings.max_connections,
+        # The protocol caps connections itself (RELAY_MAX_CONNECTIONS), answering in JSON.
+        http=guarded_protocol(settings),
     )
 
 

@@ -103,15 +103,22 @@ async def subscribe(client: httpx.AsyncClient, url: str, **fields: Any) -> dict[
 
 @contextlib.asynccontextmanager
 async def relay_client(
-    settings: Settings, database_url: str, *, admin_token: str | None = None
+    settings: Settings,
+    database_url: str,
+    *,
+    admin_token: str | None = None,
+    remote: tuple[str, int] = ("127.0.0.1", 123),
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process; requests carry the admin token when one is given."""
+    """The app in-process; requests carry the admin token when one is given, and come from
+    `remote` as the server sees it."""
     app = create_app(settings, database_url=database_url)
     headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://relay.test", headers=headers
+            transport=httpx.ASGITransport(app=app, client=remote),
+            base_url="http://relay.test",
+            headers=headers,
         ) as http,
     ):
         yield http

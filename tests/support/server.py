@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import uvicorn
 
 from relay.app import create_app
+from relay.core.serving import guarded_protocol
 from relay.core.settings import Settings
-from relay.ingest.limits import guarded_protocol
 
 
 @contextlib.asynccontextmanager
@@ -23,12 +23,7 @@ async def serving(settings: Settings, database_url: str) -> AsyncIterator[tuple[
         host="127.0.0.1",
         port=0,
         log_level="warning",
-        http=guarded_protocol(
-            head_timeout=settings.request_head_timeout,
-            max_header_count=settings.max_header_count,
-            max_header_bytes=settings.max_header_bytes,
-        ),
-        limit_concurrency=settings.max_connections,
+        http=guarded_protocol(settings),
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)

@@ -3,6 +3,10 @@
 `require_admin` is the dependency every admin router declares. Despite its historical name it
 lets any authenticated caller through whose scope covers the matched route, as
 `relay.core.scopes.required_scope` decides from the route's method and path template.
+
+`AdminAuthMiddleware` authenticates every `/v1/*` request from its headers before any of it is
+routed: FastAPI reads a route's body before it runs the route's dependencies, so without it a
+client with no token could make the relay wait for a body it never sends.
 """
 
 from __future__ import annotations
@@ -14,10 +18,18 @@ from datetime import UTC, datetime
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from relay.apikeys.repository import ApiKeyRepository
 from relay.apikeys.service import ApiKeyService, as_scope
-from relay.core.errors import Forbidden, Unauthorized
+from relay.core.errors import (
+    Forbidden,
+    RelayError,
+    Unauthorized,
+    database_or_internal,
+    error_response,
+)
 from relay.core.scopes import Scope, allows, required_scope
 from relay.core.secretfile import read_or_create_owner_only
 from relay.core.settings import Settings
@@ -81,8 +93,11 @@ async def authenticate(request: Request) -> Principal:
 
 
 async def require_admin(request: Request) -> Principal:
-    """Authenticates the caller and checks its scope against the matched route."""
-    principal = await authenticate(request)
+    """Authenticates the caller (unless AdminAuthMiddleware did) and checks its scope against
+    the matched route."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = await authenticate(request)
     route = request.scope.get("route")
     template = getattr(route, "path", None)
     needed = required_scope(request.method, template if isinstance(template, str) else None)
@@ -93,3 +108,33 @@ async def require_admin(request: Request) -> Principal:
         )
     request.state.principal = principal
     return principal
+
+
+ADMIN_PATH_PREFIX = "/v1/"
+
+
+class AdminAuthMiddleware:
+    """Answers an unauthenticated `/v1/*` request before its body is read; an authenticated one
+    goes on with its principal in the request state, for `require_admin`'s scope check."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(ADMIN_PATH_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            principal = await authenticate(request)
+        except RelayError as exc:
+            refusal = error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+            await refusal(scope, receive, send)
+            return
+        except Exception as exc:
+            # Outside the app's error handlers: an API key lookup with the database down must
+            # still be a 503 to retry, not a traceback.
+            await (await database_or_internal(request, exc))(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)

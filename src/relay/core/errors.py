@@ -131,6 +131,30 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
+async def database_or_internal(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to an unexpected exception: 503 when the database is out of reach, 422 for a
+    value PostgreSQL refused, else a 500 whose traceback goes to the log."""
+    if is_database_unavailable(exc):
+        log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database is unavailable; retry later",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+    refused = rejected_value(exc)
+    if refused is not None:
+        log.info("value_refused_by_database", path=request.url.path, error=str(refused))
+        return error_response(
+            422,
+            "invalid",
+            f"a value in the request cannot be stored or searched for: {refused}; "
+            "remove NUL characters and keep numbers and dates within range",
+        )
+    log.exception("unhandled_error", path=request.url.path)
+    return error_response(500, "internal_error", "internal error; see the relay's log")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RelayError)
     async def _relay_error(_request: Request, exc: RelayError) -> JSONResponse:
@@ -147,29 +171,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout"}.get(
+            exc.status_code, "http_error"
+        )
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
-
-    async def _database_or_internal(request: Request, exc: Exception) -> JSONResponse:
-        if is_database_unavailable(exc):
-            log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
-            return error_response(
-                503,
-                "database_unavailable",
-                "the database is unavailable; retry later",
-                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
-            )
-        refused = rejected_value(exc)
-        if refused is not None:
-            log.info("value_refused_by_database", path=request.url.path, error=str(refused))
-            return error_response(
-                422,
-                "invalid",
-                f"a value in the request cannot be stored or searched for: {refused}; "
-                "remove NUL characters and keep numbers and dates within range",
-            )
-        log.exception("unhandled_error", path=request.url.path)
-        return error_response(500, "internal_error", "internal error; see the relay's log")
 
     @app.exception_handler(EncryptionError)
     async def _encryption_error(request: Request, exc: EncryptionError) -> JSONResponse:
@@ -180,5 +185,5 @@ def install_error_handlers(app: FastAPI) -> None:
     # Registered per class so the exception stops here; a handler for bare Exception runs in
     # Starlette's outermost middleware, which re-raises to the server after answering.
     for database_error in (DBAPIError, PoolTimeout, OSError, TimeoutError, asyncpg.PostgresError):
-        app.add_exception_handler(database_error, _database_or_internal)
-    app.add_exception_handler(Exception, _database_or_internal)
+        app.add_exception_handler(database_error, database_or_internal)
+    app.add_exception_handler(Exception, database_or_internal)

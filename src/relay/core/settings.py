@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     request_body_timeout: float = Field(
         30.0,
         gt=0,
-        description="Seconds a client has to send a webhook's whole body; slower ones get 408.",
+        description="Seconds a client has to send a request's whole body, on every route; slower "
+        "ones get 408 and the connection closes.",
     )
     max_header_count: int = Field(
         100,
@@ -110,7 +111,21 @@ class Settings(BaseSettings):
         1000,
         ge=1,
         description="Open connections one `relay serve` process accepts at once; beyond it, new "
-        "requests get 503.",
+        "requests get 503 with Retry-After.",
+    )
+    max_connections_per_client: int = Field(
+        100,
+        ge=1,
+        description="Open connections one client address (an IPv6 client: its /64) may hold at "
+        "once; further ones are closed as they open, so one client cannot take all of "
+        "RELAY_MAX_CONNECTIONS.",
+    )
+    client_connection_limits: Annotated[dict[IPvAnyNetwork, int], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-address limits replacing RELAY_MAX_CONNECTIONS_PER_CLIENT for addresses "
+        "in these networks, comma-separated NETWORK=LIMIT (e.g. 10.0.0.5/32=1000 for the "
+        "relay's own load balancer, 198.51.100.0/24=400 for a vendor's egress proxy); the most "
+        "specific network wins.",
     )
     oauth_token_ttl: timedelta = Field(
         timedelta(hours=1),
@@ -233,6 +248,31 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("client_connection_limits", mode="before")
+    @classmethod
+    def _network_limits(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        limits: dict[str, str] = {}
+        for part in (part.strip() for part in value.split(",")):
+            if not part:
+                continue
+            network, equals, limit = part.partition("=")
+            if not equals:
+                raise ValueError(
+                    f"'{part}' is not NETWORK=LIMIT: write e.g. 10.0.0.5/32=1000, comma-separated"
+                )
+            limits[network.strip()] = limit.strip()
+        return limits
+
+    @field_validator("client_connection_limits")
+    @classmethod
+    def _positive_limits(cls, value: dict[IPvAnyNetwork, int]) -> dict[IPvAnyNetwork, int]:
+        for network, limit in value.items():
+            if limit < 1:
+                raise ValueError(f"the limit for {network} must be at least 1, not {limit}")
         return value
 
     @field_validator("database_url")

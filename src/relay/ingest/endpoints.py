@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from relay.core.errors import NotFound, error_response
 from relay.core.logging import get_logger
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.core.responses import JSONResponse
+from relay.core.serving import MALFORMED_BODY, BodyTimeout
 from relay.core.settings import Settings
 from relay.db.session import DbSession
 from relay.ingest.limits import limiter_of
@@ -118,21 +118,33 @@ async def ingest_webhook(slug: str, request: Request) -> JSONResponse:
         )
 
     # No database connection is held while the body arrives (the service holds one only for
-    # each statement), so a slow client ties up none.
+    # each statement), so a slow client ties up none. Its deadline is every route's
+    # (BodyDeadlineMiddleware); here a late body is also written to the request log.
     limit = settings.max_body_bytes
     try:
-        async with asyncio.timeout(settings.request_body_timeout):
-            webhook.body = await read_body(request, limit)
+        webhook.body = await read_body(request, limit)
     except BodyTooLarge:
         reason = f"body is larger than the limit of {limit} bytes"
         await service.record_rejection(webhook, source, status_code=413, reason=reason)
         return error_response(413, "body_too_large", reason)
-    except TimeoutError:
-        reason = f"body not received within {settings.request_body_timeout:g} s"
-        await service.record_rejection(webhook, source, status_code=408, reason=reason)
-        return error_response(408, "request_timeout", reason, headers={"Connection": "close"})
+    except BodyTimeout as late:
+        await service.record_rejection(webhook, source, status_code=408, reason=late.detail)
+        return error_response(408, "request_timeout", late.detail, headers=late.headers)
     except ClientDisconnect:
-        return _client_went_away(slug)
+        if not getattr(request.state, MALFORMED_BODY, False):
+            return _client_went_away(slug)
+        # The HTTP parser refused the body and has answered 400; the vendor's request is kept
+        # in the log, since its sender may well be a genuine one with a broken client.
+        reason = "the body's chunked transfer encoding is malformed (refused by the HTTP parser)"
+        await service.record_rejection(
+            webhook,
+            source,
+            status_code=400,
+            reason=reason,
+            verdict=Verdict.INVALID,
+            event="ingest_malformed_body",
+        )
+        return error_response(400, "malformed_body", reason)
 
     # The answer leaves only after the statement storing it all has committed.
     outcome = await service.ingest(webhook, source, subscriptions)
@@ -222,12 +234,11 @@ async def issue_token(slug: str, request: Request, session: DbSession) -> JSONRe
         return _oauth_error(403, "unauthorized_client", f"source '{slug}' is inactive")
     limit = 64 * 1024
     try:
-        async with asyncio.timeout(request.app.state.settings.request_body_timeout):
-            body = await read_body(request, limit)
+        body = await read_body(request, limit)
     except BodyTooLarge:
         return _oauth_error(413, "invalid_request", f"body is larger than {limit} bytes")
-    except TimeoutError:
-        return _oauth_error(408, "invalid_request", "body not received in time")
+    except BodyTimeout as late:
+        return _oauth_error(408, "invalid_request", late.detail)
     except ClientDisconnect:
         return _client_went_away(slug)
     fields = _token_request_fields(request, body)

@@ -9,6 +9,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from relay.db.base import Base, utcnow
 
+# What the request log keeps of a request's wrapping. A value longer than its column is cut to
+# fit, ending in TRUNCATED: a vendor does not retry a 4xx, so a webhook is never refused for
+# metadata the log cannot hold. The headers column is JSONB, with no size of its own; these
+# bound what one request puts in it.
+CONTENT_TYPE_LENGTH = 200
+REMOTE_ADDR_LENGTH = 64
+HEADER_NAME_LENGTH = 200
+HEADER_VALUE_LENGTH = 4096
+HEADER_COUNT = 100
+TRUNCATED = "…[truncated]"
+
 
 class RequestLog(Base):
     """Every request that reached /ingest, whatever became of it: the ops' audit trail."""
@@ -29,8 +40,8 @@ class RequestLog(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     status_code: Mapped[int] = mapped_column(Integer, nullable=False)
     body_size: Mapped[int] = mapped_column(Integer, nullable=False)
-    content_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    remote_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(CONTENT_TYPE_LENGTH), nullable=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(REMOTE_ADDR_LENGTH), nullable=True)
     headers: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     accepted_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

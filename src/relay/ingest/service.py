@@ -20,6 +20,14 @@ from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
 from relay.core.logging import get_logger, is_secret_key
 from relay.events.envelope import build_envelope
+from relay.ingest.models import (
+    CONTENT_TYPE_LENGTH,
+    HEADER_COUNT,
+    HEADER_NAME_LENGTH,
+    HEADER_VALUE_LENGTH,
+    REMOTE_ADDR_LENGTH,
+    TRUNCATED,
+)
 from relay.ingest.repository import (
     IngestRepository,
     PlannedEvent,
@@ -102,13 +110,27 @@ class IngestSource:
         )
 
 
+def fitted(value: str, length: int) -> str:
+    """`value`, or its start and the TRUNCATED marker in `length` characters."""
+    if len(value) <= length:
+        return value
+    return value[: length - len(TRUNCATED)] + TRUNCATED
+
+
 def loggable_headers(headers: dict[str, str], source: IngestSource) -> dict[str, str]:
-    """The request's headers with credentials replaced, fit for the request log."""
+    """The request's headers with credentials replaced and each name and value cut to fit the
+    request log; past HEADER_COUNT, one TRUNCATED entry says how many were left out."""
     credential_headers = {name.lower() for name in source.verification.header_names()}
-    return {
-        name: REDACTED if name in credential_headers or is_secret_key(name) else value
-        for name, value in headers.items()
-    }
+    kept: dict[str, str] = {}
+    for index, (name, value) in enumerate(headers.items()):
+        if index == HEADER_COUNT - 1 and len(headers) > HEADER_COUNT:
+            kept[TRUNCATED] = f"{len(headers) - index} more headers not kept"
+            break
+        secret = name in credential_headers or is_secret_key(name)
+        kept[fitted(name, HEADER_NAME_LENGTH)] = (
+            REDACTED if secret else fitted(value, HEADER_VALUE_LENGTH)
+        )
+    return kept
 
 
 class IngestService:
@@ -143,11 +165,12 @@ class IngestService:
         status_code: int,
         reason: str,
         verdict: str = Verdict.REJECTED,
+        event: str = "ingest_rejected",
     ) -> IngestOutcome:
         await self._record(
             self._log_row(webhook, source, verdict=verdict, reason=reason, status_code=status_code)
         )
-        log.info("ingest_rejected", source=source.slug, reason=reason, status=status_code)
+        log.info(event, source=source.slug, reason=reason, status=status_code)
         metrics.current().inbound_request(source=source.slug, vendor=source.vendor, verdict=verdict)
         return IngestOutcome(status_code=status_code, verdict=verdict, reason=reason)
 
@@ -309,8 +332,8 @@ class IngestService:
             reason=reason,
             status_code=status_code,
             body_size=len(webhook.body),
-            content_type=webhook.content_type,
-            remote_addr=webhook.remote_addr,
+            content_type=webhook.content_type and fitted(webhook.content_type, CONTENT_TYPE_LENGTH),
+            remote_addr=webhook.remote_addr and fitted(webhook.remote_addr, REMOTE_ADDR_LENGTH),
             headers=loggable_headers(webhook.headers, source),
             body=webhook.body if keep_body else None,
         )
