@@ -102,6 +102,9 @@ def serve(
         application,
         host=bind_host,
         port=bind_port,
+        # uvicorn's own handlers would write plain text; its lines go through the relay's
+        # logging instead (see configure_logging).
+        log_config=None,
         log_level="warning",
         access_log=False,
         proxy_headers=False,

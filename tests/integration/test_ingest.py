@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,11 +12,20 @@ from typing import Any
 
 import httpx
 import jwt
+import orjson
 import pytest
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from relay.core.logging import configure_logging
 from relay.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.support.relay import relay_client, routestripe_signature
+from tests.support.relay import (
+    relay_client,
+    routestripe_batch,
+    routestripe_signature,
+    visit_event,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vendors"
 HMAC_SECRET = "routestripe-secret-0123456789"
@@ -191,6 +201,39 @@ async def test_routestripe_batch_is_split_and_its_count_checked(client: httpx.As
     )
     assert refused.status_code == 400
     assert "event_count" in refused.json()["error"]["message"]
+
+
+async def test_a_batch_of_20000_events_is_logged_in_lines_under_8_kib(
+    settings: Settings, module_database_url: str, engine: AsyncEngine
+) -> None:
+    events = [visit_event() for _ in range(20_000)]
+    body = routestripe_batch(events)
+    roomy = settings.model_copy(update={"max_body_bytes": len(body) + 1024})
+    previous = structlog.get_config()
+    output = io.StringIO()
+    configure_logging("info", "json")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=output))
+    try:
+        async with relay_client(roomy, module_database_url, admin_token=ADMIN_TOKEN) as client:
+            await create_source(client, "rs", "routestripe", {"secret": HMAC_SECRET})
+            response = await post(
+                client, "rs", body, {"X-Signature": routestripe_signature(body, HMAC_SECRET)}
+            )
+    finally:
+        structlog.configure(**previous)
+
+    assert response.status_code == 200, response.text[:500]
+    event_ids = response.json()["event_ids"]
+    assert len(event_ids) == 20_000
+    lines = output.getvalue().encode().splitlines()
+    assert lines
+    assert max(len(line) for line in lines) < 8192
+    [accepted] = [
+        entry for entry in map(orjson.loads, lines) if entry["event"] == "ingest_accepted"
+    ]
+    assert accepted["accepted"] == 20_000
+    assert accepted["event_ids"] == event_ids[:10]
+    assert accepted["event_ids_not_logged"] == 19_990
 
 
 async def test_ping_is_answered_and_logged_without_an_event(client: httpx.AsyncClient) -> None:

@@ -6,10 +6,18 @@ import base64
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.support.relay import create_routestripe_source, post_routestripe, visit_event
+from relay.core.settings import Settings
+from relay.subscriptions.models import Subscription
+from tests.support.relay import (
+    create_routestripe_source,
+    post_routestripe,
+    running_dispatcher,
+    visit_event,
+)
+from tests.support.subscriber import Subscriber
 
 
 async def test_create_shows_the_secret_once_then_masks_it(client: httpx.AsyncClient) -> None:
@@ -33,39 +41,74 @@ async def test_create_shows_the_secret_once_then_masks_it(client: httpx.AsyncCli
     assert shown.json()["secret"].startswith("whsec_")
 
 
-async def test_credential_headers_are_shown_once_then_masked_and_kept_through_a_patch(
-    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+async def test_header_values_are_shown_once_then_masked_for_every_scope_and_kept_on_patch(
+    client: httpx.AsyncClient,
+    session_factory: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    module_database_url: str,
+    subscriber: Subscriber,
 ) -> None:
-    headers = {"Authorization": "Bearer subscriber-token-9876", "X-Tenant": "acme"}
+    # A credential under a name that does not look like one, and a short plain value.
+    headers = {
+        "Authorization": "Bearer subscriber-token-9876",
+        "X-Partner-Cred": "partner-api-key-5555",
+        "X-Tenant": "acme",
+    }
     created = await client.post(
-        "/v1/subscriptions", json={"url": "https://93.184.215.14/hook", "headers": headers}
+        "/v1/subscriptions", json={"url": subscriber.url("/in"), "headers": headers}
     )
     assert created.status_code == 201, created.text
     assert created.json()["headers"] == headers
+    subscription_id = created.json()["id"]
 
-    shown = (await client.get(f"/v1/subscriptions/{created.json()['id']}")).json()["headers"]
-    assert shown == {"Authorization": "********9876", "X-Tenant": "acme"}
-    listed = (await client.get("/v1/subscriptions")).json()["data"]
-    assert "subscriber-token" not in str(listed)
+    masked = {
+        "Authorization": "********9876",
+        "X-Partner-Cred": "********5555",
+        "X-Tenant": "********",
+    }
+    for scope in ("read", "ops", "admin"):
+        key = await client.post("/v1/api-keys", json={"name": scope, "scope": scope})
+        auth = {"Authorization": f"Bearer {key.json()['key']}"}
+        shown = await client.get(f"/v1/subscriptions/{subscription_id}", headers=auth)
+        assert shown.json()["headers"] == masked, scope
+        listed = await client.get("/v1/subscriptions", headers=auth)
+        assert "partner-api-key" not in listed.text
+        assert "acme" not in listed.text
 
-    # What GET showed, sent back with one change: the credential is not replaced by its mask.
+    # What GET showed, sent back with one change: no value is replaced by its mask.
     patched = await client.patch(
-        f"/v1/subscriptions/{created.json()['id']}",
-        json={"headers": {**shown, "X-Tenant": "globex"}},
+        f"/v1/subscriptions/{subscription_id}",
+        json={"headers": {**masked, "X-Tenant": "globex"}},
     )
     assert patched.status_code == 200, patched.text
-    assert patched.json()["headers"] == {"Authorization": "********9876", "X-Tenant": "globex"}
+    assert patched.json()["headers"] == {**masked, "X-Tenant": "********"}
     async with session_factory() as session:
         stored = await session.scalar(
-            text("SELECT headers FROM subscriptions WHERE id = :id"), {"id": created.json()["id"]}
+            select(Subscription.headers).where(Subscription.id == subscription_id)
         )
-    assert stored == {"Authorization": "Bearer subscriber-token-9876", "X-Tenant": "globex"}
+    assert stored == {**headers, "X-Tenant": "globex"}
+
+    # The subscriber gets the values; the attempt log shows none of them.
+    await create_routestripe_source(client)
+    assert (await post_routestripe(client, [visit_event()])).status_code == 200
+    fast = settings.model_copy(update={"dispatcher_poll_interval": 0.2, "shutdown_grace": 1.0})
+    async with running_dispatcher(fast, session_factory, module_database_url):
+        [request] = await subscriber.wait_for(1, within=20)
+    assert request.headers["x-partner-cred"] == "partner-api-key-5555"
+    deliveries = await client.get("/v1/deliveries", params={"subscription_id": subscription_id})
+    [summary] = deliveries.json()["data"]
+    detail = await client.get(f"/v1/deliveries/{summary['id']}")
+    [attempt] = detail.json()["attempts"]
+    logged = {name.lower(): value for name, value in attempt["request_headers"].items()}
+    assert logged["x-partner-cred"] == logged["x-tenant"] == "[redacted]"
+    assert "partner-api-key" not in detail.text
+    assert "globex" not in detail.text
 
     replaced = await client.patch(
-        f"/v1/subscriptions/{created.json()['id']}",
-        json={"headers": {"Authorization": "Bearer a-new-token-0000"}},
+        f"/v1/subscriptions/{subscription_id}",
+        json={"headers": {"X-Partner-Cred": "a-new-partner-key-0000"}},
     )
-    assert replaced.json()["headers"] == {"Authorization": "********0000"}
+    assert replaced.json()["headers"] == {"X-Partner-Cred": "********0000"}
 
 
 @pytest.mark.parametrize(

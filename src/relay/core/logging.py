@@ -55,6 +55,24 @@ def _redact_processor(
     return event_dict
 
 
+class _UvicornNoise(logging.Filter):
+    """uvicorn's warning for each malformed request ("Invalid HTTP request received."), turned
+    into a debug line: anyone on the internet can send one, thousands in a fuzz run, and each
+    says nothing an operator can act on. uvicorn answers 400 and closes the connection after
+    it, so there is at most one per connection."""
+
+    NOISE = frozenset({"Invalid HTTP request received."})
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.NOISE:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return record.levelno >= self.threshold
+
+
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     renderer: Any = (
@@ -74,7 +92,30 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    # Lines of the standard library's logging (uvicorn's, the libraries') are rendered like the
+    # relay's own, so that every line on stdout is JSON when it is not a terminal.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _redact_processor,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    for existing in [f for f in uvicorn_errors.filters if isinstance(f, _UvicornNoise)]:
+        uvicorn_errors.removeFilter(existing)
+    uvicorn_errors.addFilter(_UvicornNoise(numeric_level))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

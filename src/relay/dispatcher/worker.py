@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.core.errors import is_database_unavailable
 from relay.core.ids import new_id
-from relay.core.logging import get_logger, redact
+from relay.core.logging import REDACTED, get_logger, redact
 from relay.core.netguard import DestinationPolicy
 from relay.core.settings import Settings
 from relay.dispatcher.listener import NotificationListener
@@ -232,7 +232,9 @@ class Dispatcher:
             "started_at": result.started_at,
             "duration_ms": result.duration_ms,
             "request_url": claimed.url,
+            # Custom header values are the subscriber's secrets, whatever their names.
             "request_headers": redact(result.request_headers)
+            | dict.fromkeys(claimed.headers, REDACTED)
             | {"webhook-signature": result.request_headers["webhook-signature"]},
             "response_status": result.status_code,
             "response_headers": result.response_headers,

@@ -52,6 +52,8 @@ from relay.verification.verify import VerifiableRequest, verify
 log = get_logger(__name__)
 
 REDACTED = "[redacted]"
+# How many event ids an ingest log line names; the others are counted.
+LOGGED_EVENT_IDS = 10
 
 
 class Verdict:
@@ -298,7 +300,11 @@ class IngestService:
             accepted=accepted,
             duplicates=duplicates,
             deliveries=stored.deliveries,
-            event_ids=stored.event_ids,
+            # A batch may hold tens of thousands of events; the line keeps to the first few so it
+            # stays well under what log shippers accept (often 8 to 16 KiB); the response and
+            # /v1/events hold them all.
+            event_ids=stored.event_ids[:LOGGED_EVENT_IDS],
+            event_ids_not_logged=max(0, accepted - LOGGED_EVENT_IDS),
         )
         recorder = metrics.current()
         recorder.inbound_request(source=source.slug, vendor=source.vendor, verdict=stored.verdict)

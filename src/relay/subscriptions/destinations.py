@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from ipaddress import IPv4Address
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -11,7 +13,7 @@ from relay.core.netguard import (
     DestinationBlocked,
     DestinationPolicy,
     Resolver,
-    canonical_literal,
+    bare_host,
     checked_addresses,
     literal_address,
     system_resolver,
@@ -34,6 +36,36 @@ RESERVED_HEADERS = frozenset(
         "webhook-signature",
     }
 )
+
+
+def normalised_url(url: str) -> str:
+    """`url` with its host written the one usual way, else unchanged.
+
+    An IPv4 address in another notation (2130706433, 0x7f.1, 0177.0.0.1, 127.1) becomes dotted
+    decimal, read the way the resolver reads it, and a name loses the trailing dot that makes it
+    absolute (example.com. is example.com). URL parsers and resolvers disagree on these
+    notations (httpx refuses 0177.0.0.1, getaddrinfo reads it as 127.0.0.1), so none is stored:
+    what is checked, stored, shown and connected to is the same host.
+    """
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return url
+    userinfo, at, hostport = netloc.rpartition("@")
+    if hostport.startswith("["):
+        return url
+    host, colon, port = hostport.partition(":")
+    address = literal_address(host)
+    if isinstance(address, IPv4Address):
+        written = str(address)
+    elif address is None and host.endswith(".") and not host.endswith(".."):
+        written = bare_host(host)
+    else:
+        return url
+    if written == host:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{written}{colon}{port}"))
 
 
 def validate_url(url: str) -> str:
@@ -83,8 +115,10 @@ class DestinationChecker:
         self.resolve_timeout = resolve_timeout
 
     async def check(self, url: str) -> str:
-        """Returns `url` if it may be delivered to; raises ValueError saying why not."""
-        parsed = httpx.URL(validate_url(url))
+        """Returns `url`, its host normalised (see `normalised_url`), if it may be delivered to;
+        raises ValueError saying why not."""
+        url = validate_url(normalised_url(url))
+        parsed = httpx.URL(url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
             self.policy.check_scheme(parsed.scheme)
@@ -97,13 +131,6 @@ class DestinationChecker:
         except (OSError, TimeoutError):
             # Unresolvable for now: accepted, the check at send time decides (see above).
             pass
-        # Checked after the policy so that an internal address is reported as such. Resolvers
-        # and URL parsers disagree on these notations, so none is stored.
-        if not canonical_literal(parsed.host):
-            raise ValueError(
-                f"url host '{parsed.host}' is the address {literal_address(parsed.host)} in an "
-                "unusual notation; write it as that dotted-decimal address"
-            )
         return url
 
 

@@ -9,7 +9,6 @@ import httpx
 from relay.core.errors import Invalid, NotFound
 from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
-from relay.core.logging import is_secret_key
 from relay.core.masking import masked
 from relay.dispatcher.sender import OutgoingDelivery, send, signing_secrets
 from relay.dispatcher.signing import generate_secret, mask_secret
@@ -31,19 +30,15 @@ from relay.vendors.registry import VENDORS
 
 
 def shown_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Custom headers as answers show them after creation: the values of credential-looking
-    ones (Authorization, X-Api-Key, ...) masked, like the signing secret."""
-    return {
-        name: masked(value) if is_secret_key(name) else value for name, value in headers.items()
-    }
+    """Custom headers as answers show them after creation: every value masked like the signing
+    secret, since subscribers put API keys in headers under any name (X-Partner-Cred)."""
+    return {name: masked(value) for name, value in headers.items()}
 
 
-def _kept_credentials(stored: dict[str, str], incoming: dict[str, str]) -> dict[str, str]:
-    # A client that sends back what GET showed it must not overwrite a credential with its mask.
+def _kept_values(stored: dict[str, str], incoming: dict[str, str]) -> dict[str, str]:
+    # A client that sends back what GET showed it must not overwrite a value with its mask.
     return {
-        name: stored[name]
-        if name in stored and is_secret_key(name) and value == masked(stored[name])
-        else value
+        name: stored[name] if name in stored and value == masked(stored[name]) else value
         for name, value in incoming.items()
     }
 
@@ -175,7 +170,7 @@ class SubscriptionService:
             headers = _checked(
                 "headers",
                 validate_headers,
-                _kept_credentials(subscription.headers, payload.headers),
+                _kept_values(subscription.headers, payload.headers),
             )
             endpoint_changed = endpoint_changed or headers != subscription.headers
             subscription.headers = headers

@@ -1,6 +1,8 @@
+import logging
+
 import pytest
 
-from relay.core.logging import REDACTED, is_secret_key, redact
+from relay.core.logging import REDACTED, _UvicornNoise, is_secret_key, redact
 
 
 @pytest.mark.parametrize(
@@ -22,3 +24,15 @@ def test_redact_replaces_secret_values_at_any_depth_and_keeps_the_rest() -> None
         "headers": {"X-Api-Key": REDACTED, "accept": "json"},
         "items": [{"token": REDACTED}],
     }
+
+
+def test_uvicorn_invalid_request_warnings_are_debug_lines_dropped_above_debug() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error", logging.WARNING, __file__, 1, "Invalid HTTP request received.", (), None
+    )
+    assert not _UvicornNoise(logging.INFO).filter(record)
+    assert record.levelname == "DEBUG"
+    assert _UvicornNoise(logging.DEBUG).filter(record)
+    other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", (), None)
+    assert _UvicornNoise(logging.INFO).filter(other)
+    assert other.levelname == "ERROR"

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
-from relay.core.netguard import DestinationBlocked, DestinationPolicy, literal_address
+from relay.core.netguard import (
+    _SPECIAL_PURPOSE,
+    DestinationBlocked,
+    DestinationPolicy,
+    embedded_ipv4,
+    is_loopback_name,
+    literal_address,
+)
 from relay.core.settings import Settings
 
 DEFAULT = DestinationPolicy()
@@ -17,9 +26,9 @@ DEFAULT = DestinationPolicy()
     [
         ("127.0.0.1", "loopback"),
         ("127.255.255.254", "loopback"),
-        ("10.1.2.3", "private (RFC 1918)"),
-        ("172.31.255.255", "private (RFC 1918)"),
-        ("192.168.0.1", "private (RFC 1918)"),
+        ("10.1.2.3", "private-use address (RFC 1918)"),
+        ("172.31.255.255", "private-use address (RFC 1918)"),
+        ("192.168.0.1", "private-use address (RFC 1918)"),
         ("169.254.169.254", "link-local"),
         ("100.64.0.1", "carrier-grade NAT"),
         ("0.0.0.0", "unspecified"),
@@ -46,6 +55,18 @@ DEFAULT = DestinationPolicy()
         ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
         ("2001:db8::1", "documentation"),
         ("100::1", "discard-only"),
+        ("::ffff:0:7f00:1", "IPv4-translated address (RFC 2765)"),
+        ("::ffff:0:8.8.8.8", "IPv4-translated address (RFC 2765)"),
+        ("200::1", "reserved by the IETF (RFC 4048)"),
+        ("e000::1", "reserved by the IETF"),
+        ("100:0:0:1::1", "dummy IPv6 prefix"),
+        ("2001:20::1", "ORCHIDv2"),
+        ("2001:1::1", "anycast"),
+        ("2620:4f:8000::1", "AS112"),
+        ("3fff::1", "documentation address (RFC 9637)"),
+        ("5f00::1", "SRv6"),
+        ("192.0.0.9", "Port Control Protocol"),
+        ("192.31.196.1", "AS112"),
     ],
 )
 def test_non_public_addresses_are_refused_with_their_kind(address: str, reason: str) -> None:
@@ -54,6 +75,37 @@ def test_non_public_addresses_are_refused_with_their_kind(address: str, reason: 
     assert reason in refused[0]
     with pytest.raises(DestinationBlocked, match="RELAY_ALLOWED_DESTINATION_NETWORKS"):
         DEFAULT.check_address(address, ip_address(address))
+
+
+@pytest.mark.parametrize(("network", "label", "rfc"), _SPECIAL_PURPOSE)
+def test_every_registry_entry_is_refused_at_both_ends_naming_its_rfc(
+    network: str, label: str, rfc: str
+) -> None:
+    entry = ip_network(network)
+    for address in (entry[0], entry[-1]):
+        refused = DEFAULT.refusal(address)
+        assert refused is not None, address
+        assert refused[1].subnet_of(entry) or entry.subnet_of(refused[1])  # type: ignore[arg-type]
+        assert refused[0].endswith(")")
+
+
+@given(address=st.ip_addresses())
+def test_every_address_python_calls_not_global_is_refused(
+    address: IPv4Address | IPv6Address,
+) -> None:
+    # The check against `ipaddress`: the relay refuses at least what it calls non-global, but
+    # encodings judged by the IPv4 address they carry.
+    assume(not address.is_global)
+    assume(not isinstance(address, IPv6Address) or embedded_ipv4(address) is None)
+    assert DEFAULT.refusal(address) is not None
+
+
+@given(address=st.ip_addresses(v=6))
+def test_ipv6_outside_global_unicast_is_refused_unless_it_carries_ipv4(
+    address: IPv6Address,
+) -> None:
+    assume(address not in IPv6Network("2000::/3") and embedded_ipv4(address) is None)
+    assert DEFAULT.refusal(address) is not None
 
 
 @pytest.mark.parametrize(
@@ -90,7 +142,7 @@ def test_the_message_names_the_host_the_address_and_the_network_to_allow() -> No
         DEFAULT.check_address("hooks.internal", ip_address("192.168.4.2"))
     message = str(caught.value)
     assert "hooks.internal (192.168.4.2)" in message
-    assert "private (RFC 1918)" in message
+    assert "private-use address (RFC 1918)" in message
     assert "RELAY_ALLOWED_DESTINATION_NETWORKS (e.g. 192.168.0.0/16)" in message
 
 
@@ -119,6 +171,22 @@ def test_literal_addresses_are_read_the_way_the_resolver_reads_them(
 ) -> None:
     address = literal_address(host)
     assert (None if address is None else str(address)) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("localhost.", True),
+        ("LocalHost.", True),
+        ("api.localhost", True),
+        ("api.localhost.", True),
+        ("notlocalhost", False),
+        ("localhost.example.com", False),
+    ],
+)
+def test_localhost_names_are_loopback_with_or_without_the_dot(host: str, loopback: bool) -> None:
+    assert is_loopback_name(host) is loopback
 
 
 def test_production_allows_only_https_unless_http_is_allowed() -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from relay.core.netguard import DestinationPolicy
+from relay.core.netguard import _SPECIAL_PURPOSE, DestinationPolicy
 from relay.subscriptions.destinations import DestinationChecker
 
 BLOCKED_V4 = [
@@ -105,9 +105,9 @@ def test_every_spelling_of_a_blocked_ipv4_address_is_refused(
     host = v4_spellings(address)[spelling]
     message = check(f"{scheme}://{host}/hook", resolver)
     assert message is not None, host
-    # httpx itself rejects some octal spellings before any address check.
-    assert str(address) in message or "not a valid URL" in message
-    assert "unusual notation" not in message
+    # Octal spellings httpx cannot parse are read as the resolver reads them, so refused as
+    # the address they are, not as an invalid URL.
+    assert str(address) in message
     # Literal addresses are judged as written, never looked up.
     assert resolver.asked == []
 
@@ -136,9 +136,8 @@ def test_a_name_with_any_blocked_address_is_refused(
 @given(address=st.ip_addresses(v=4))
 def test_public_ipv4_addresses_are_accepted_by_name_and_literally(address: IPv4Address) -> None:
     assume(address.is_global and not address.is_multicast)
-    # Two ranges Python calls global that the relay refuses on purpose (special-purpose).
-    assume(address not in IPv4Network("192.88.99.0/24"))
-    assume(address not in IPv4Network("192.0.0.0/24"))
+    # Ranges Python calls global that the relay refuses on purpose (see netguard.py).
+    assume(not any(address in ip_network(entry[0]) for entry in _SPECIAL_PURPOSE))
     assert check(f"https://{address}/hook") is None
     assert check(f"https://[::ffff:{address}]/hook") is None
     resolver = FakeResolver({"hooks.example.com": [str(address)]})
@@ -165,11 +164,12 @@ def test_allowed_networks_let_their_addresses_through(address: IPv4Address) -> N
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("http://2130706433/", "destination 2130706433 (127.0.0.1) is a loopback address"),
-        ("http://0x7f.1/", "0x7f.1 (127.0.0.1) is a loopback address"),
-        ("http://0xA9FEA9FE/", "(169.254.169.254) is a link-local address"),
-        ("http://8.8.8.8./", "unusual notation"),
-        ("http://134744072/", "write it as that dotted-decimal address"),
+        ("http://2130706433/", "destination 127.0.0.1 is a loopback address"),
+        ("http://0x7f.1/", "destination 127.0.0.1 is a loopback address"),
+        ("http://0177.0.0.1/", "destination 127.0.0.1 is a loopback address"),
+        ("http://0xA9FEA9FE/", "destination 169.254.169.254 is a link-local address"),
+        ("http://localhost./", "localhost (127.0.0.1) is a loopback address"),
+        ("http://api.localhost/", "api.localhost (127.0.0.1) is a loopback address"),
         ("http://good.com@127.0.0.1/", "credentials"),
         ("http://good.com%5C@127.0.0.1/", "credentials"),
         ("http://[fe80::1%25eth0]/", "zone id"),
@@ -184,6 +184,26 @@ def test_tricky_urls_are_refused_with_a_reason(url: str, fragment: str) -> None:
     message = check(url, FakeResolver({"localhost": ["127.0.0.1", "::1"]}))
     assert message is not None
     assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("http://134744072/hook", "http://8.8.8.8/hook"),
+        ("https://0x8.0x8.0x8.0x8:8443/x?y=1", "https://8.8.8.8:8443/x?y=1"),
+        ("http://010.010.010.010/", "http://8.8.8.8/"),
+        ("http://8.8.8.8./", "http://8.8.8.8/"),
+        ("http://8.526344/", "http://8.8.8.8/"),
+        ("https://hooks.example.com./in", "https://hooks.example.com/in"),
+        ("https://hooks.example.com/in", "https://hooks.example.com/in"),
+        ("https://[2606:4700:4700::1111]/", "https://[2606:4700:4700::1111]/"),
+    ],
+)
+def test_a_public_host_in_another_notation_is_stored_the_usual_way(url: str, stored: str) -> None:
+    checker = DestinationChecker(
+        DestinationPolicy(), resolver=FakeResolver({"hooks.example.com": ["93.184.215.14"]})
+    )
+    assert asyncio.run(checker.check(url)) == stored
 
 
 def test_a_name_that_does_not_resolve_yet_is_accepted_and_left_to_send_time() -> None:
