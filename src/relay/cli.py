@@ -90,7 +90,7 @@ def serve(
     url = _prepare_database(settings)
     token, created = load_or_create_admin_token(settings)
     if created:
-        _announce_new_token(token, settings.public_url or f"http://{bind_host}:{bind_port}")
+        _announce_new_token(token, settings.relay_url(host=bind_host, port=bind_port))
     application = create_app(settings, database_url=url, run_dispatcher=dispatcher)
     application.state.admin_token = token
     log.info("relay_listening", host=bind_host, port=bind_port, version=__version__)

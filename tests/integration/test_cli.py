@@ -161,16 +161,21 @@ async def test_bad_token_missing_token_and_unreachable_relay_are_one_line(
         == "error: invalid token: not RELAY_ADMIN_TOKEN nor a known API key (HTTP 401)\n"
     )
 
-    # Neither --token nor RELAY_ADMIN_TOKEN: the token file in the data directory, if any.
+    # Neither --token nor RELAY_ADMIN_TOKEN: the token file in the data directory, but only for
+    # the relay of that data directory, found by RELAY_HOST/RELAY_PORT, never one named by URL.
     monkeypatch.setenv("RELAY_DATA_DIR", str(tmp_path))
-    missing = await asyncio.to_thread(
+    (tmp_path / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    by_url = await asyncio.to_thread(
         CliRunner().invoke, app, ["stats"], env={"RELAY_URL": relay_url, "RELAY_ADMIN_TOKEN": None}
     )
-    assert missing.exit_code == 1
-    assert missing.stderr.startswith("error: no admin token: pass --token")
-    (tmp_path / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    assert by_url.exit_code == 1
+    assert by_url.stderr.startswith(f"error: no token for the relay at {relay_url}: pass --token")
+    port = relay_url.rsplit(":", 1)[1]
     from_file = await asyncio.to_thread(
-        CliRunner().invoke, app, ["stats"], env={"RELAY_URL": relay_url, "RELAY_ADMIN_TOKEN": None}
+        CliRunner().invoke,
+        app,
+        ["stats"],
+        env={"RELAY_URL": None, "RELAY_PORT": port, "RELAY_ADMIN_TOKEN": None},
     )
     assert from_file.exit_code == 0, from_file.output
 
