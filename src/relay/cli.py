@@ -157,10 +157,16 @@ async def _run_worker(settings: Settings, url: str) -> None:
         await engine.dispose()
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
 @app.command()
-def migrate() -> None:
+def migrate(as_json: JsonOption = False) -> None:
     """Apply pending database migrations, then exit."""
     _prepare_database(_settings())
+    if as_json:
+        typer.echo(json.dumps({"migrated": True}))
+        return
     typer.echo("database is at the latest migration")
 
 
@@ -169,7 +175,7 @@ def purge(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count what would go, per table.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Purge what is past its retention window now (RELAY_RETENTION_DAYS and friends)."""
     settings = _settings()
@@ -195,9 +201,30 @@ async def _purge(settings: Settings, url: str, *, dry_run: bool) -> dict[str, in
 
 
 @app.command()
-def version() -> None:
+def version(as_json: JsonOption = False) -> None:
     """Print the relay's version."""
-    typer.echo(__version__)
+    typer.echo(json.dumps({"version": __version__}) if as_json else __version__)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(__version__)
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the relay's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Self-hosted webhook relay for last-mile delivery platforms."""
 
 
 app.add_typer(client_commands.sources, name="sources")

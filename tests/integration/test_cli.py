@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 
 from relay.cli import app
 from tests.conftest import ADMIN_TOKEN
+from tests.support.processes import serve_for_cli
 from tests.support.relay import ROUTESTRIPE_SECRET, post_routestripe, visit_event
 from tests.support.subscriber import Answer, Subscriber, eventually
 
@@ -39,41 +39,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def relay_url(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`relay serve` with its dispatcher, as an operator runs it."""
-    workdir = tmp_path_factory.mktemp("relay-serve")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
-    env.update(
-        RELAY_DATABASE_URL=module_database_url,
-        RELAY_DATA_DIR=str(workdir / "data"),
-        RELAY_ADMIN_TOKEN=ADMIN_TOKEN,
-        RELAY_ALLOWED_DESTINATION_NETWORKS="127.0.0.0/8",
-        RELAY_PORT=str(port),
-        RELAY_LOG_LEVEL="warning",
-        RELAY_DISPATCHER_POLL_INTERVAL="0.2",
-        RELAY_SHUTDOWN_GRACE="1",
-    )
-    with (workdir / "serve.log").open("ab") as log:
-        process = subprocess.Popen(
-            [RELAY, "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (workdir / "serve.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "relay serve did not become ready"
-            time.sleep(0.1)
+    with serve_for_cli(module_database_url, tmp_path_factory.mktemp("relay-serve")) as (url, _):
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture
