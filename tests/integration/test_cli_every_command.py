@@ -17,7 +17,10 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from relay import __version__
+from relay.app import create_app
 from relay.cli import app
+from relay.core.crypto import new_key
+from relay.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.support.processes import RELAY, serve_for_cli
 from tests.support.relay import ROUTESTRIPE_SECRET, post_routestripe, visit_event
@@ -67,8 +70,59 @@ RUNS: list[tuple[str, ...]] = [
     ("deliveries", "show", "{delivery}"),
     ("deliveries", "retry", "{delivery}"),
     ("recover", "{subscription}", "--since", "1h", "--no-wait"),
+    ("event-types",),
+    ("requests", "list", "--source", "rs"),
+    ("requests", "show", "{request}"),
+    ("jobs", "list"),
+    ("jobs", "show", "{job}"),
+    ("jobs", "wait", "{job}"),
+    ("sources", "update", "rs", "--description", "the Dutch account"),
+    ("sources", "rotate", "rs", "--verification", '{{"secret": "routestripe-new-0123456789"}}'),
+    ("subscriptions", "update", "{subscription}", "--description", "ops"),
+    ("subscriptions", "pause", "{subscription}"),
+    ("subscriptions", "resume", "{subscription}"),
+    ("subscriptions", "attempts", "{subscription}"),
+    ("subscriptions", "delete", "{subscription}", "--yes"),
     ("sources", "delete", "{second_source}", "--yes"),
 ]
+
+# Routes whose command is not named resource + verb, and why.
+NAMED_OTHERWISE = {
+    ("GET", "/v1/activity"): ("tail",),  # follows the activity feed live
+    ("GET", "/v1/stats"): ("stats",),
+    ("GET", "/v1/event-types"): ("event-types",),
+    ("POST", "/v1/subscriptions/{subscription_id}/recover"): ("recover",),
+    ("DELETE", "/v1/api-keys/{api_key_id}"): ("api-keys", "revoke"),  # a key is revoked, kept
+}
+
+
+def command_for(method: str, path: str) -> tuple[str, ...]:
+    """The command a route should have: its resource, then its verb or action."""
+    if (method, path) in NAMED_OTHERWISE:
+        return NAMED_OTHERWISE[method, path]
+    resource, *rest = path.removeprefix("/v1/").split("/")
+    if not rest:
+        return (resource, {"GET": "list", "POST": "create"}[method])
+    if len(rest) == 1 and rest[0].startswith("{"):
+        return (resource, {"GET": "show", "PATCH": "update", "DELETE": "delete"}[method])
+    return (resource, rest[-1])
+
+
+def test_every_admin_route_has_its_command(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, encryption_key=new_key())  # type: ignore[arg-type]
+    document = create_app(settings).openapi()
+    commands = set(command_paths())
+    routes = [
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        if path.startswith("/v1/")
+        for method in operations
+    ]
+    assert len(routes) > 25
+    missing = [
+        (route, command_for(*route)) for route in routes if command_for(*route) not in commands
+    ]
+    assert not missing, f"routes without a command: {missing}"
 
 
 def command_paths() -> list[tuple[str, ...]]:
@@ -162,6 +216,10 @@ async def _ids(url: str, env: dict[str, str], subscriber: Subscriber) -> dict[st
 
         await eventually(delivered, within=20)
         delivery = (await api.get("/v1/deliveries")).json()["data"][0]["id"]
+        request = (await api.get("/v1/requests")).json()["data"][0]["id"]
+        job = await api.post(
+            "/v1/events/replay", json={"since": "2000-01-01T00:00:00Z", "source": "rs"}
+        )
     for made in (source, second, subscription, key):
         assert made.status_code == 201, made.text
     return {
@@ -171,10 +229,14 @@ async def _ids(url: str, env: dict[str, str], subscriber: Subscriber) -> dict[st
         "api_key": key.json()["id"],
         "event": event,
         "delivery": delivery,
+        "request": request,
+        "job": job.json()["id"],
         "hook": subscriber.url("/hook"),
     }
 
 
+# About forty commands, a quarter of them processes of their own, on a shared 2-core machine.
+@pytest.mark.timeout(300)
 async def test_every_command_prints_one_json_document_with_json(
     served: tuple[str, dict[str, str], Path], engine: Any, subscriber: Subscriber
 ) -> None:

@@ -166,5 +166,8 @@ class RelayClient:
     def post(self, path: str, json: Any = None) -> Any:
         return self.request("POST", path, json=json)
 
+    def patch(self, path: str, json: Any) -> Any:
+        return self.request("PATCH", path, json=json)
+
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
