@@ -209,8 +209,8 @@ _SUBSCRIPTION_COLUMNS = (
     ("ID", lambda s: s["id"]),
     ("URL", lambda s: s["url"]),
     ("EVENT TYPES", lambda s: s["event_types"]),
-    ("ACTIVE", lambda s: s["active"]),
-    ("STATE", lambda s: s["state"]),
+    # One column: `active` false is a pause, whatever the breaker's state says.
+    ("STATE", lambda s: s["state"] if s["active"] else "paused"),
     ("FAILURES", lambda s: s["consecutive_failures"]),
 )
 
