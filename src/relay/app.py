@@ -62,6 +62,23 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
+class JsonBodyMiddleware:
+    """Reads every admin request body as JSON, whatever its Content-Type says.
+
+    `curl -d` labels its body application/x-www-form-urlencoded, and FastAPI would then hand the
+    raw bytes to validation, which answers with a message about dictionaries that does not say
+    what to fix. The admin API takes nothing but JSON, so the label carries no information."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            headers = [(name, value) for name, value in scope["headers"] if name != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings, *, database_url: str | None = None, run_dispatcher: bool = False
 ) -> FastAPI:
@@ -112,6 +129,7 @@ def create_app(
     app.state.metrics = observability.Metrics()
     install_error_handlers(app)
     # Each one added wraps those before it: the outermost comes last.
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(AdminAuthMiddleware)
     app.add_middleware(BodyDeadlineMiddleware, timeout=settings.request_body_timeout)
     app.add_middleware(RequestIdMiddleware)

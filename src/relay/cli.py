@@ -90,7 +90,7 @@ def serve(
     url = _prepare_database(settings)
     token, created = load_or_create_admin_token(settings)
     if created:
-        _announce_new_token(token, settings.public_url or f"http://{bind_host}:{bind_port}")
+        _announce_new_token(token, settings.relay_url(host=bind_host, port=bind_port))
     application = create_app(settings, database_url=url, run_dispatcher=dispatcher)
     application.state.admin_token = token
     log.info("relay_listening", host=bind_host, port=bind_port, version=__version__)
@@ -156,10 +156,16 @@ async def _run_worker(settings: Settings, url: str) -> None:
         await engine.dispose()
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
 @app.command()
-def migrate() -> None:
+def migrate(as_json: JsonOption = False) -> None:
     """Apply pending database migrations, then exit."""
     _prepare_database(_settings())
+    if as_json:
+        typer.echo(json.dumps({"migrated": True}))
+        return
     typer.echo("database is at the latest migration")
 
 
@@ -168,7 +174,7 @@ def purge(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only count what would go, per table.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Purge what is past its retention window now (RELAY_RETENTION_DAYS and friends)."""
     settings = _settings()
@@ -194,15 +200,39 @@ async def _purge(settings: Settings, url: str, *, dry_run: bool) -> dict[str, in
 
 
 @app.command()
-def version() -> None:
+def version(as_json: JsonOption = False) -> None:
     """Print the relay's version."""
-    typer.echo(__version__)
+    typer.echo(json.dumps({"version": __version__}) if as_json else __version__)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(__version__)
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the relay's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Self-hosted webhook relay for last-mile delivery platforms."""
 
 
 app.add_typer(client_commands.sources, name="sources")
 app.add_typer(client_commands.subscriptions, name="subscriptions")
 app.add_typer(client_commands.events, name="events")
 app.add_typer(client_commands.deliveries, name="deliveries")
+app.add_typer(client_commands.requests, name="requests")
+app.add_typer(client_commands.jobs, name="jobs")
+app.command("event-types")(client_commands.event_types)
 app.command("recover")(client_commands.recover)
 app.command("tail")(tail_command)
 app.command("stats")(client_commands.stats)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 
 from relay.cli import app
 from tests.conftest import ADMIN_TOKEN
+from tests.support.processes import serve_for_cli
 from tests.support.relay import ROUTESTRIPE_SECRET, post_routestripe, visit_event
 from tests.support.subscriber import Answer, Subscriber, eventually
 
@@ -39,41 +39,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def relay_url(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`relay serve` with its dispatcher, as an operator runs it."""
-    workdir = tmp_path_factory.mktemp("relay-serve")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
-    env.update(
-        RELAY_DATABASE_URL=module_database_url,
-        RELAY_DATA_DIR=str(workdir / "data"),
-        RELAY_ADMIN_TOKEN=ADMIN_TOKEN,
-        RELAY_ALLOWED_DESTINATION_NETWORKS="127.0.0.0/8",
-        RELAY_PORT=str(port),
-        RELAY_LOG_LEVEL="warning",
-        RELAY_DISPATCHER_POLL_INTERVAL="0.2",
-        RELAY_SHUTDOWN_GRACE="1",
-    )
-    with (workdir / "serve.log").open("ab") as log:
-        process = subprocess.Popen(
-            [RELAY, "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (workdir / "serve.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "relay serve did not become ready"
-            time.sleep(0.1)
+    with serve_for_cli(module_database_url, tmp_path_factory.mktemp("relay-serve")) as (url, _):
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture
@@ -147,7 +114,7 @@ async def test_sources_tables_json_and_one_line_errors(relay_url: str, api: Any)
     )
     gone = await relay(relay_url, "sources", "show", source["id"])
     assert gone.exit_code == 1
-    assert gone.stderr == f"error: no source with id '{source['id']}' (HTTP 404)\n"
+    assert gone.stderr == f"error: no source with id or slug '{source['id']}' (HTTP 404)\n"
     assert "Traceback" not in gone.output
 
 
@@ -161,16 +128,21 @@ async def test_bad_token_missing_token_and_unreachable_relay_are_one_line(
         == "error: invalid token: not RELAY_ADMIN_TOKEN nor a known API key (HTTP 401)\n"
     )
 
-    # Neither --token nor RELAY_ADMIN_TOKEN: the token file in the data directory, if any.
+    # Neither --token nor RELAY_ADMIN_TOKEN: the token file in the data directory, but only for
+    # the relay of that data directory, found by RELAY_HOST/RELAY_PORT, never one named by URL.
     monkeypatch.setenv("RELAY_DATA_DIR", str(tmp_path))
-    missing = await asyncio.to_thread(
+    (tmp_path / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    by_url = await asyncio.to_thread(
         CliRunner().invoke, app, ["stats"], env={"RELAY_URL": relay_url, "RELAY_ADMIN_TOKEN": None}
     )
-    assert missing.exit_code == 1
-    assert missing.stderr.startswith("error: no admin token: pass --token")
-    (tmp_path / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    assert by_url.exit_code == 1
+    assert by_url.stderr.startswith(f"error: no token for the relay at {relay_url}: pass --token")
+    port = relay_url.rsplit(":", 1)[1]
     from_file = await asyncio.to_thread(
-        CliRunner().invoke, app, ["stats"], env={"RELAY_URL": relay_url, "RELAY_ADMIN_TOKEN": None}
+        CliRunner().invoke,
+        app,
+        ["stats"],
+        env={"RELAY_URL": None, "RELAY_PORT": port, "RELAY_ADMIN_TOKEN": None},
     )
     assert from_file.exit_code == 0, from_file.output
 
@@ -410,5 +382,7 @@ def test_api_keys_against_an_unreachable_database_is_one_line(tmp_path: Path) ->
         check=False,
     )
     assert refused.returncode == 1
-    assert refused.stderr.startswith("error: cannot reach the database")
+    assert refused.stdout == ""
+    # Log lines (the encryption key generated) come first on stderr, the one-line error last.
+    assert refused.stderr.splitlines()[-1].startswith("error: cannot reach the database")
     assert "Traceback" not in refused.stderr

@@ -8,9 +8,12 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -173,3 +176,43 @@ class DisposablePostgres:
                 with contextlib.suppress(Exception):
                     self.stop("immediate")
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve_for_cli(database_url: str, workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`relay serve` with its dispatcher, as an operator runs it; yields its URL and the
+    environment that reaches it (and its database, for the commands that open it)."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
+    env.update(
+        RELAY_DATABASE_URL=database_url,
+        RELAY_DATA_DIR=str(workdir / "data"),
+        RELAY_ADMIN_TOKEN=ADMIN_TOKEN,
+        RELAY_ALLOWED_DESTINATION_NETWORKS="127.0.0.0/8",
+        RELAY_PORT=str(port),
+        RELAY_LOG_LEVEL="info",
+        RELAY_DISPATCHER_POLL_INTERVAL="0.2",
+        RELAY_SHUTDOWN_GRACE="1",
+    )
+    with (workdir / "serve.log").open("ab") as log:
+        process = subprocess.Popen(
+            [RELAY, "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (workdir / "serve.log").read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "relay serve did not become ready"
+            time.sleep(0.1)
+        yield url, env
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

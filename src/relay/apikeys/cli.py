@@ -63,10 +63,18 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         raise typer.Exit(1) from exc
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
 @app.command()
 def create(
     scope: Annotated[str, typer.Option(help=f"One of {', '.join(SCOPES)}.")],
     name: Annotated[str, typer.Option(help="Who or what holds the key.")] = "cli",
+    as_json: JsonOption = False,
 ) -> None:
     """Create a key and print it once: it cannot be shown again."""
     if scope not in SCOPES:
@@ -77,14 +85,15 @@ def create(
             ApiKeyCreate(name=name, scope=as_scope(scope)), now=datetime.now(UTC)
         )
     )
+    if as_json:
+        _print_json(created.model_dump(mode="json"))
+        return
     typer.echo(f"created {created.scope} key {created.prefix} ({created.id}); it is shown once:")
     typer.echo(created.key)
 
 
 @app.command("list")
-def list_keys(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
+def list_keys(as_json: JsonOption = False) -> None:
     """List keys: prefix, name, scope, and whether they are revoked. Never the keys."""
 
     async def fetch(session: AsyncSession) -> list[dict[str, object]]:
@@ -93,7 +102,7 @@ def list_keys(
 
     rows = _run(fetch)
     if as_json:
-        typer.echo(json.dumps(rows))
+        _print_json({"data": rows})
         return
     for row in rows:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
@@ -101,11 +110,17 @@ def list_keys(
 
 
 @app.command()
-def revoke(api_key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")]) -> None:
+def revoke(
+    api_key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")],
+    as_json: JsonOption = False,
+) -> None:
     """Revoke a key: requests with it get 401 from now on."""
     _run(
         lambda session: ApiKeyService(ApiKeyRepository(session)).revoke(
             api_key_id, now=datetime.now(UTC)
         )
     )
+    if as_json:
+        _print_json({"revoked": api_key_id})
+        return
     typer.echo(f"revoked {api_key_id}")

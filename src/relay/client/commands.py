@@ -27,6 +27,17 @@ sources = typer.Typer(help="Sources: where vendors post webhooks.", no_args_is_h
 subscriptions = typer.Typer(help="Subscriptions: where events go.", no_args_is_help=True)
 events = typer.Typer(help="Events the relay received, and replaying them.", no_args_is_help=True)
 deliveries = typer.Typer(help="Deliveries of events to subscriptions.", no_args_is_help=True)
+requests = typer.Typer(
+    help="Inbound requests vendors sent, with the verdict on each (why a 401).",
+    no_args_is_help=True,
+)
+jobs = typer.Typer(help="Background recover and replay jobs.", no_args_is_help=True)
+
+SourceArgument = Annotated[str, typer.Argument(help="Source id or slug.")]
+SourcesOption = Annotated[
+    list[str] | None, typer.Option("--source", help="Only these sources (id or slug).")
+]
+SubscriptionArgument = Annotated[str, typer.Argument(help="Subscription id.")]
 
 
 def _json_object(option: str, value: str | None) -> dict[str, Any] | None:
@@ -105,7 +116,7 @@ def sources_create(
 @sources.command("show")
 @one_line_errors
 def sources_show(
-    source_id: Annotated[str, typer.Argument(help="Source id.")],
+    source_id: SourceArgument,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -119,7 +130,7 @@ def sources_show(
 @sources.command("delete")
 @one_line_errors
 def sources_delete(
-    source_id: Annotated[str, typer.Argument(help="Source id.")],
+    source_id: SourceArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
@@ -133,14 +144,73 @@ def sources_delete(
     show({"deleted": source_id}, as_json, lambda: f"deleted source {source_id}")
 
 
+@sources.command("update")
+@one_line_errors
+def sources_update(
+    source_id: SourceArgument,
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="Switch it on or off.")
+    ] = None,
+    mapping: Annotated[
+        str | None, typer.Option(help="JSON mapping overrides, e.g. '{\"type_map\": {}}'.")
+    ] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option(help="Most webhooks a second (0 for no limit).")
+    ] = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a source's description, state, mapping or rate limit (credentials: rotate)."""
+    body: dict[str, Any] = {}
+    if description is not None:
+        body["description"] = description
+    if active is not None:
+        body["active"] = active
+    if mapping is not None:
+        body["mapping"] = _json_object("--mapping", mapping)
+    if rate_limit is not None:
+        body["rate_limit_per_second"] = rate_limit or None
+    if not body:
+        raise ApiError("nothing to change: give --description, --active/--inactive, ...")
+    with connect(url, token) as client:
+        source = client.patch(f"/v1/sources/{source_id}", body)
+    show(source, as_json, lambda: details(source, title="source updated"))
+
+
+@sources.command("rotate")
+@one_line_errors
+def sources_rotate(
+    source_id: SourceArgument,
+    verification: Annotated[
+        str, typer.Option(help='The new credentials as JSON, e.g. \'{"type": "hmac", ...}\'.')
+    ],
+    keep_previous: Annotated[
+        int, typer.Option(help="Seconds the old credentials are still accepted.")
+    ] = 0,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace a source's credentials, accepting the old ones a while longer if asked."""
+    body = {
+        "verification": _json_object("--verification", verification),
+        "keep_previous_for_seconds": keep_previous,
+    }
+    with connect(url, token) as client:
+        source = client.patch(f"/v1/sources/{source_id}", body)
+    show(source, as_json, lambda: details(source, title="credentials rotated"))
+
+
 # Subscriptions
 
 _SUBSCRIPTION_COLUMNS = (
     ("ID", lambda s: s["id"]),
     ("URL", lambda s: s["url"]),
     ("EVENT TYPES", lambda s: s["event_types"]),
-    ("ACTIVE", lambda s: s["active"]),
-    ("STATE", lambda s: s["state"]),
+    # One column: `active` false is a pause, whatever the breaker's state says.
+    ("STATE", lambda s: s["state"] if s["active"] else "paused"),
     ("FAILURES", lambda s: s["consecutive_failures"]),
 )
 
@@ -169,7 +239,7 @@ def subscriptions_create(
         typer.Option("--type", help="Event type or prefix wildcard (route.*); repeatable."),
     ] = None,
     vendor: Annotated[list[str] | None, typer.Option(help="Only these vendors.")] = None,
-    source: Annotated[list[str] | None, typer.Option(help="Only these source ids.")] = None,
+    source: SourcesOption = None,
     filter_: Annotated[
         str | None, typer.Option("--filter", help='JSON filter, e.g. \'{"data.status": "x"}\'.')
     ] = None,
@@ -261,6 +331,130 @@ def subscriptions_test(
         raise fail(f"test delivery failed: {reason}")
 
 
+def _set_subscription(
+    subscription_id: str,
+    body: dict[str, Any],
+    *,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+    title: str,
+) -> None:
+    with connect(url, token) as client:
+        subscription = client.patch(f"/v1/subscriptions/{subscription_id}", body)
+    show(subscription, as_json, lambda: details(subscription, title=title))
+
+
+@subscriptions.command("update")
+@one_line_errors
+def subscriptions_update(
+    subscription_id: SubscriptionArgument,
+    target: Annotated[str | None, typer.Option("--target", help="New subscriber URL.")] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Event types (replace); repeatable.")
+    ] = None,
+    vendor: Annotated[list[str] | None, typer.Option(help="Only these vendors.")] = None,
+    source: SourcesOption = None,
+    filter_: Annotated[str | None, typer.Option("--filter", help="JSON filter.")] = None,
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
+    rate_limit: Annotated[float | None, typer.Option(help="Most deliveries a second.")] = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a subscription; only the options given change."""
+    body: dict[str, Any] = {
+        "url": target,
+        "event_types": event_type,
+        "vendors": vendor,
+        "source_ids": source,
+        "filter": _json_object("--filter", filter_),
+        "description": description,
+        "max_concurrency": max_concurrency,
+        "rate_limit_per_second": rate_limit,
+    }
+    body = {key: value for key, value in body.items() if value is not None}
+    if not body:
+        raise ApiError("nothing to change: give --target, --type, --filter, ...")
+    _set_subscription(
+        subscription_id, body, url=url, token=token, as_json=as_json, title="subscription updated"
+    )
+
+
+@subscriptions.command("pause")
+@one_line_errors
+def subscriptions_pause(
+    subscription_id: SubscriptionArgument,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop delivering to it; its deliveries wait, and go out on resume."""
+    _set_subscription(
+        subscription_id, {"active": False}, url=url, token=token, as_json=as_json, title="paused"
+    )
+
+
+@subscriptions.command("resume")
+@one_line_errors
+def subscriptions_resume(
+    subscription_id: SubscriptionArgument,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deliver to it again (also re-enables one the relay disabled)."""
+    _set_subscription(
+        subscription_id, {"active": True}, url=url, token=token, as_json=as_json, title="resumed"
+    )
+
+
+@subscriptions.command("delete")
+@one_line_errors
+def subscriptions_delete(
+    subscription_id: SubscriptionArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a subscription; nothing more is delivered to it."""
+    if not yes and not typer.confirm(f"delete subscription {subscription_id}?"):
+        raise fail("not deleted")
+    with connect(url, token) as client:
+        client.delete(f"/v1/subscriptions/{subscription_id}")
+    show(
+        {"deleted": subscription_id},
+        as_json,
+        lambda: f"deleted subscription {subscription_id}",
+    )
+
+
+@subscriptions.command("attempts")
+@one_line_errors
+def subscriptions_attempts(
+    subscription_id: SubscriptionArgument,
+    errors_only: Annotated[
+        bool, typer.Option("--errors", help="Only attempts that did not succeed.")
+    ] = False,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+) -> None:
+    """Delivery attempts made to a subscription, newest first."""
+    with connect(url, token) as client:
+        page = client.get(
+            f"/v1/subscriptions/{subscription_id}/attempts",
+            errors_only=errors_only or None,
+            limit=limit,
+            cursor=cursor,
+        )
+    show_page(page, as_json, _ATTEMPT_COLUMNS)
+
+
 # Events
 
 _EVENT_COLUMNS = (
@@ -282,7 +476,7 @@ UntilOption = Annotated[str | None, typer.Option(help="Before this time (same fo
 def events_list(
     event_type: Annotated[str | None, typer.Option("--type", help="Unified event type.")] = None,
     vendor: Annotated[str | None, typer.Option(help="Vendor name.")] = None,
-    source: Annotated[str | None, typer.Option(help="Source id.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source id or slug.")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     url: UrlOption = DEFAULT,
@@ -331,7 +525,7 @@ def events_replay(
     ] = None,
     event_type: Annotated[str | None, typer.Option("--type", help="Unified event type.")] = None,
     vendor: Annotated[str | None, typer.Option(help="Vendor name.")] = None,
-    source: Annotated[str | None, typer.Option(help="Source id.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source id or slug.")] = None,
     since: SinceOption = None,
     until: UntilOption = None,
     wait: Annotated[bool, typer.Option(help="Follow the bulk job until it ends.")] = True,
@@ -381,6 +575,127 @@ def _follow(client: RelayClient, job: dict[str, Any], *, wait: bool, as_json: bo
 def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
     keys = ("kind", "status", "done", "total", "result", "error", "created_at", "finished_at")
     return {key: job.get(key) for key in keys}
+
+
+_EVENT_TYPE_COLUMNS = (("TYPE", lambda t: t["type"]), ("MEANING", lambda t: t["description"]))
+
+
+@one_line_errors
+def event_types(
+    url: UrlOption = DEFAULT, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """The unified event types subscriptions can ask for."""
+    with connect(url, token) as client:
+        types = client.get("/v1/event-types")
+    show(types, as_json, lambda: table(types, _EVENT_TYPE_COLUMNS))
+
+
+# Inbound requests
+
+_REQUEST_COLUMNS = (
+    ("ID", lambda r: r["id"]),
+    ("RECEIVED", lambda r: r["received_at"]),
+    ("SOURCE", lambda r: r["slug"]),
+    ("VERDICT", lambda r: r["verdict"]),
+    ("STATUS", lambda r: r["status_code"]),
+    ("REASON", lambda r: r["reason"]),
+)
+
+
+@requests.command("list")
+@one_line_errors
+def requests_list(
+    source: Annotated[str | None, typer.Option(help="Source id or slug.")] = None,
+    verdict: Annotated[
+        str | None, typer.Option(help="accepted, duplicate, ping, rejected or invalid.")
+    ] = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+) -> None:
+    """Requests vendors sent, newest first, with the verdict on each."""
+    with connect(url, token) as client:
+        page = client.get(
+            "/v1/requests", source=source, verdict=verdict, limit=limit, cursor=cursor
+        )
+    show_page(page, as_json, _REQUEST_COLUMNS)
+
+
+@requests.command("show")
+@one_line_errors
+def requests_show(
+    request_id: Annotated[str, typer.Argument(help="Request id (req_...).")],
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One request: its headers (credentials redacted), verdict and, if authenticated, body."""
+    with connect(url, token) as client:
+        found = client.get(f"/v1/requests/{request_id}")
+    show(found, as_json, lambda: details(found))
+
+
+# Jobs
+
+_JOB_COLUMNS = (
+    ("ID", lambda j: j["id"]),
+    ("KIND", lambda j: j["kind"]),
+    ("STATUS", lambda j: j["status"]),
+    ("DONE", lambda j: j["done"]),
+    ("TOTAL", lambda j: j["total"]),
+    ("CREATED", lambda j: j["created_at"]),
+)
+
+
+@jobs.command("list")
+@one_line_errors
+def jobs_list(
+    kind: Annotated[str | None, typer.Option(help="recover or replay.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="queued, running, succeeded or failed.")
+    ] = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+) -> None:
+    """Recover and replay jobs, newest first."""
+    with connect(url, token) as client:
+        page = client.get("/v1/jobs", kind=kind, status=status, limit=limit, cursor=cursor)
+    show_page(page, as_json, _JOB_COLUMNS)
+
+
+JobArgument = Annotated[str, typer.Argument(help="Job id (job_...).")]
+
+
+@jobs.command("show")
+@one_line_errors
+def jobs_show(
+    job_id: JobArgument,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One job: its progress, result or error."""
+    with connect(url, token) as client:
+        job = client.get(f"/v1/jobs/{job_id}")
+    show(job, as_json, lambda: details(job, title=f"job {job_id}"))
+
+
+@jobs.command("wait")
+@one_line_errors
+def jobs_wait(
+    job_id: JobArgument,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a job until it ends; exits 1 if it failed."""
+    with connect(url, token) as client:
+        _follow(client, {"id": job_id}, wait=True, as_json=as_json)
 
 
 # Deliveries
@@ -472,7 +787,7 @@ def deliveries_retry(
 
 @one_line_errors
 def recover(
-    subscription_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    subscription_id: SubscriptionArgument,
     since: Annotated[
         str, typer.Option(help="Deliveries created from: ISO 8601 or back from now (12h).")
     ],

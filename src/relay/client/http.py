@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from relay.apikeys.auth import ADMIN_TOKEN_FILE
 from relay.core.settings import Settings
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 REQUEST_TIMEOUT = 30.0
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -22,17 +24,48 @@ class ApiError(Exception):
     """A failure worth one line to the user: what went wrong, said by the relay if it can."""
 
 
-def stored_token() -> str | None:
-    """The token the server generated in its data directory, as `relay serve` reads it."""
+def local_settings() -> Settings:
+    """The relay's settings as `relay serve` would read them here: environment, then .env."""
     try:
-        data_dir = Settings().data_dir
-    except ValueError:
-        return None
-    path = data_dir / ADMIN_TOKEN_FILE
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"RELAY_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            if error["loc"]
+            else error["msg"]
+            for error in exc.errors()
+        )
+        raise ApiError(
+            f"the relay's settings (environment or .env) are invalid: {problems}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    url: str
+    token: str | None
+    token_from: str
+
+
+def find_relay(url: str | None, token: str | None) -> Target:
+    """Where the relay is and which token to send it, the same way for every command:
+    --url, else RELAY_URL, else RELAY_PUBLIC_URL, else http://RELAY_HOST:RELAY_PORT; --token,
+    else RELAY_ADMIN_TOKEN, else the data directory's admin-token, but only when the relay
+    found is the embedded one of that data directory, so a stale file never goes elsewhere."""
+    settings = local_settings()
+    base = (url or settings.relay_url()).rstrip("/")
+    if token:
+        return Target(base, token, "--token")
+    if settings.admin_token is not None:
+        return Target(base, settings.admin_token.get_secret_value(), "RELAY_ADMIN_TOKEN")
+    embedded = url is None and settings.url is None and settings.database_url is None
+    if embedded:
+        path = settings.data_dir / ADMIN_TOKEN_FILE
+        with contextlib.suppress(OSError):
+            stored = path.read_text().strip()
+            if stored:
+                return Target(base, stored, str(path))
+    return Target(base, None, "")
 
 
 def parse_moment(value: str, *, now: datetime | None = None) -> str:
@@ -132,6 +165,9 @@ class RelayClient:
 
     def post(self, path: str, json: Any = None) -> Any:
         return self.request("POST", path, json=json)
+
+    def patch(self, path: str, json: Any) -> Any:
+        return self.request("PATCH", path, json=json)
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)

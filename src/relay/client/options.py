@@ -8,20 +8,26 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
-from relay.client.http import DEFAULT_URL, ApiError, RelayClient, stored_token
+from relay.client.http import ApiError, RelayClient, find_relay
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="RELAY_URL", help="The relay's base URL (RELAY_URL).")
+    str | None,
+    typer.Option(
+        "--url",
+        help="The relay's base URL. Default: RELAY_URL, else RELAY_PUBLIC_URL, else "
+        "http://RELAY_HOST:RELAY_PORT, from the environment or .env.",
+        show_default=False,
+    ),
 ]
 TokenOption = Annotated[
     str | None,
     typer.Option(
         "--token",
-        envvar="RELAY_ADMIN_TOKEN",
-        help="Admin token (RELAY_ADMIN_TOKEN); default: the one in RELAY_DATA_DIR/admin-token.",
+        help="Admin token or API key. Default: RELAY_ADMIN_TOKEN (environment or .env), else "
+        "RELAY_DATA_DIR/admin-token when the relay is the embedded one.",
         show_default=False,
     ),
 ]
@@ -31,17 +37,19 @@ CursorOption = Annotated[
     str | None, typer.Option(help="next_cursor of the previous page.", show_default=False)
 ]
 
-DEFAULT = DEFAULT_URL
+DEFAULT = None
 
 
-def connect(url: str, token: str | None) -> RelayClient:
-    resolved = token or stored_token()
-    if not resolved:
+def connect(url: str | None, token: str | None) -> RelayClient:
+    target = find_relay(url, token)
+    if not target.token:
         raise ApiError(
-            "no admin token: pass --token, set RELAY_ADMIN_TOKEN, or run where "
-            "RELAY_DATA_DIR/admin-token is readable"
+            f"no token for the relay at {target.url}: pass --token or set RELAY_ADMIN_TOKEN (in "
+            "the environment or .env) to its admin token or an API key; RELAY_DATA_DIR/"
+            "admin-token is only used for the embedded relay (no RELAY_URL, no "
+            "RELAY_DATABASE_URL)"
         )
-    return RelayClient(url, resolved)
+    return RelayClient(target.url, target.token)
 
 
 def fail(message: str) -> typer.Exit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
+
+# The relay's ids: a prefix and a ULID. A wrapped id cannot be copied, so their columns never wrap.
+_ID = re.compile(r"^[a-z]{2,4}_[0-9A-Z]{26}$")
 
 # Off a terminal rich would wrap at 80 columns and cut ids; let lines be as long as they are.
 _PIPE_WIDTH = 500
@@ -44,10 +48,16 @@ def table(
     title: str | None = None,
 ) -> Table:
     result = Table(title=title, title_justify="left", header_style="bold")
-    for name, _ in columns:
-        result.add_column(name, overflow="fold")
-    for row in rows:
-        result.add_row(*(cell(get(row)) for _, get in columns))
+    cells = [[cell(get(row)) for _, get in columns] for row in rows]
+    for index, (name, _) in enumerate(columns):
+        values = [line[index] for line in cells]
+        if values and all(_ID.match(value) or value == "-" for value in values):
+            widest = max(len(name), *(len(value) for value in values))
+            result.add_column(name, no_wrap=True, min_width=widest)
+        else:
+            result.add_column(name, overflow="fold")
+    for line in cells:
+        result.add_row(*line)
     return result
 
 

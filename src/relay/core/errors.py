@@ -126,6 +126,17 @@ def rejected_value(exc: BaseException) -> asyncpg.exceptions.DataError | None:
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     details = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "not JSON")
+            position = error.get("loc", ("body", 0))[-1]
+            details.append(
+                {
+                    "field": "",
+                    "message": f"the request body is not JSON ({reason} at character {position}):"
+                    ' send a JSON object, e.g. \'{"name": "value"}\'',
+                }
+            )
+            continue
         location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
         details.append({"field": location, "message": error.get("msg", "invalid")})
     return details

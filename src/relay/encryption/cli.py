@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,10 +26,14 @@ app = typer.Typer(
 )
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
 @app.command("new-key")
-def new_key_command() -> None:
+def new_key_command(as_json: JsonOption = False) -> None:
     """Print a new random key for RELAY_ENCRYPTION_KEY (nothing is stored)."""
-    typer.echo(new_key())
+    key = new_key()
+    typer.echo(json.dumps({"key": key}) if as_json else key)
 
 
 Step = Callable[[EncryptionService, str], Awaitable[list[str]]]
@@ -49,7 +55,7 @@ async def _rotate_table(factory: async_sessionmaker[AsyncSession], step: Step) -
 
 
 @app.command()
-def rotate() -> None:
+def rotate(as_json: JsonOption = False) -> None:
     """Re-encrypt every stored secret under the first key of RELAY_ENCRYPTION_KEY.
 
     Put the new key first, restart the relay (it then decrypts with both and encrypts with the
@@ -78,6 +84,9 @@ def rotate() -> None:
     except EncryptionError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps({"sources": sources, "subscriptions": subscriptions}))
+        return
     typer.echo(
         f"re-encrypted under the newest key: {sources} sources, {subscriptions} subscriptions"
     )

@@ -6,17 +6,26 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from relay.apikeys.auth import require_admin
-from relay.core.errors import NotFound
+from relay.core.errors import Invalid, NotFound
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 from relay.events.repository import EventQuery, EventRepository
 from relay.events.schemas import EventListItem, EventTypeOut
 from relay.events.taxonomy import EVENT_TYPES
+from relay.sources.repository import SourceRepository
+from relay.sources.service import SourceService
 from relay.vendors.registry import VENDORS
 
 router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_admin)])
 
 _JSON = "application/json"
+
+
+def known_event_types() -> set[str]:
+    types = set(EVENT_TYPES)
+    for vendor in VENDORS.values():
+        types.update(vendor.event_types.values())
+    return types
 
 
 def _page_json(envelopes: list[str], next_cursor: str | None) -> bytes:
@@ -34,12 +43,18 @@ async def list_events(
     session: DbSession,
     type: str | None = Query(None, description="Unified event type, e.g. route.started."),
     vendor: str | None = Query(None, description="routigo, antsroute, bringg or routestripe."),
-    source: str | None = Query(None, description="Source id."),
+    source: str | None = Query(None, description="Source id or slug."),
     since: datetime | None = Query(None, description="Received at or after (ISO 8601)."),
     until: datetime | None = Query(None, description="Received before (ISO 8601)."),
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> Response:
+    # A filter naming nothing that exists is a mistake to point out, not an empty page.
+    if type is not None and type not in known_event_types():
+        raise Invalid(f"type: unknown event type '{type}'; see GET /v1/event-types")
+    if vendor is not None and vendor not in VENDORS:
+        raise Invalid(f"vendor: unknown vendor '{vendor}'; use {', '.join(sorted(VENDORS))}")
+    source = await SourceService(SourceRepository(session)).resolve_filter("source", source)
     events = await EventRepository(session).list(
         EventQuery(type=type, vendor=vendor, source=source, since=since, until=until),
         limit=limit,

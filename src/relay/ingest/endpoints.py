@@ -26,7 +26,7 @@ from relay.ingest.repository import RequestLogRepository
 from relay.ingest.service import IncomingWebhook, IngestService, Verdict
 from relay.observability import metrics
 from relay.sources.repository import SourceRepository
-from relay.sources.service import verification_of
+from relay.sources.service import SourceService, verification_of
 from relay.verification.schemes import OAuth2Verification
 from relay.verification.verify import check_client_credentials, issue_oauth_token
 
@@ -303,13 +303,16 @@ def _summary(row: RequestLog) -> dict[str, Any]:
 @admin_router.get("", response_model=Page[RequestLogOut])
 async def list_requests(
     session: DbSession,
-    source: str | None = Query(None, description="Source id."),
+    source: str | None = Query(None, description="Source id or slug."),
     verdict: str | None = Query(
-        None, description="accepted, duplicate, ping, rejected or invalid."
+        None,
+        pattern="^(accepted|duplicate|ping|rejected|invalid)$",
+        description="accepted, duplicate, ping, rejected or invalid.",
     ),
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> Page[RequestLogOut]:
+    source = await SourceService(SourceRepository(session)).resolve_filter("source", source)
     rows = await RequestLogRepository(session).list(
         source=source, verdict=verdict, limit=limit, cursor=checked_cursor(cursor)
     )

@@ -20,6 +20,8 @@ from relay.jobs.schemas import (
     RecoverIn,
 )
 from relay.jobs.service import JobService
+from relay.sources.repository import SourceRepository
+from relay.sources.service import SourceService
 
 router = APIRouter(
     prefix="/v1", tags=["replay and recovery"], dependencies=[Depends(require_admin)]
@@ -41,6 +43,8 @@ async def replay_events(
 ) -> JobAccepted:
     """Re-delivers every event received in the window (and matching the filter) to the
     subscriptions that want it now, in the background."""
+    source = await SourceService(SourceRepository(session)).resolve_filter("source", payload.source)
+    payload = payload.model_copy(update={"source": source})
     job = await JobService(session).start_replay(payload, now=datetime.now(UTC))
     await session.commit()
     return _accepted(job, response)

@@ -54,7 +54,7 @@ class BulkReplayIn(BaseModel):
     until: Instant | None = Field(None, description="... and before this time; omitted: now.")
     type: str | None = Field(None, description="Unified event type, e.g. order.completed.")
     vendor: str | None = Field(None, description="routigo, antsroute, bringg or routestripe.")
-    source: str | None = Field(None, description="Source id.")
+    source: str | None = Field(None, description="Source id or slug.")
     subscription_ids: list[str] | None = Field(
         None,
         min_length=1,

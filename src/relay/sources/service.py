@@ -128,11 +128,27 @@ class SourceService:
             raise Conflict(f"slug '{payload.slug}' is taken: choose another slug") from exc
         return source
 
+    async def find(self, id_or_slug: str) -> Source | None:
+        """A source named by its id or its slug, the two names people have for it."""
+        return await self.repository.get(id_or_slug) or await self.repository.get_by_slug(
+            id_or_slug
+        )
+
     async def get(self, source_id: str) -> Source:
-        source = await self.repository.get(source_id)
+        source = await self.find(source_id)
         if source is None:
-            raise NotFound(f"no source with id '{source_id}'")
+            raise NotFound(f"no source with id or slug '{source_id}'")
         return source
+
+    async def resolve_filter(self, field: str, id_or_slug: str | None) -> str | None:
+        """The id of a source given as a filter; a name that is no source is a 422, not an
+        empty answer that looks like "nothing happened"."""
+        if id_or_slug is None:
+            return None
+        source = await self.find(id_or_slug)
+        if source is None:
+            raise Invalid(f"{field}: no source with id or slug '{id_or_slug}'")
+        return source.id
 
     async def list(self, *, limit: int, cursor: str | None) -> Sequence[Source]:
         return await self.repository.list(limit=limit, cursor=cursor)
