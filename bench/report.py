@@ -18,6 +18,7 @@ TARGETS = {
     "claim_ratio": 2.0,
     "memory_mb": 200.0,
     "fanout_ratio": 2.0,
+    "isolation_ratio": 2.0,
 }
 
 
@@ -49,6 +50,8 @@ def summarize(
 ) -> dict[str, Any]:
     ingest, dispatch, latency = figures["ingest"], figures["dispatch"], figures["latency"]
     claim, memory, fanout = figures["claim"], figures["memory"], figures["fanout"]
+    isolation = figures["isolation"]
+    crowded = isolation["with_hanging"]
     costs = _fanout_costs(fanout["runs"])
     fanout["cost_per_row_ms"] = costs
     first_cost, last_cost = next(iter(costs.values())), list(costs.values())[-1]
@@ -137,6 +140,17 @@ def summarize(
             fanout["ratio"],
             "flat (ratio <= 2)",
             fanout_met,
+        ),
+        _row(
+            f"7 isolation: healthy subscriber at {isolation['rate']:g}/s beside "
+            f"{isolation['hanging']} hanging subscriptions ({crowded['delivered']} of "
+            f"{crowded['sent']} delivered), p99 ms",
+            f"{crowded['p99_ms']:.1f}",
+            f"{isolation['alone']['p99_ms']:.1f} alone",
+            isolation["ratio"],
+            "ratio <= 2",
+            isolation["ratio"] <= TARGETS["isolation_ratio"]
+            and crowded["delivered"] == crowded["sent"],
         ),
     ]
     return {

@@ -33,6 +33,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from bench.floor import TABLE_DDL
+from bench.isolation import scenario as isolation_scenario
 from bench.payloads import BRINGG_TOKEN, ROUTESTRIPE_BATCH, ROUTESTRIPE_SECRET, bringg_template
 from bench.procs import MemorySampler, Process, base_env, free_port, relay_executable
 from bench.report import print_table, summarize, write_results
@@ -65,6 +66,9 @@ class Profile:
     claim_small: int
     claim_large: int
     claim_repeats: int
+    isolation_hanging: int
+    isolation_rate: float
+    isolation_seconds: float
 
 
 FULL = Profile(
@@ -80,6 +84,9 @@ FULL = Profile(
     claim_small=1_000,
     claim_large=1_000_000,
     claim_repeats=30,
+    isolation_hanging=50,
+    isolation_rate=20.0,
+    isolation_seconds=30.0,
 )
 SMOKE = Profile(
     name="smoke",
@@ -94,6 +101,9 @@ SMOKE = Profile(
     claim_small=500,
     claim_large=2_000,
     claim_repeats=5,
+    isolation_hanging=5,
+    isolation_rate=10.0,
+    isolation_seconds=2.0,
 )
 FANOUT = (1, 10, 100)
 
@@ -154,9 +164,12 @@ class Run:
             "RELAY_CLIENT_CONNECTION_LIMITS": "127.0.0.0/8=1000",
         }
 
-    def start_relay(self, name: str, *args: str) -> tuple[Process, int]:
+    def start_relay(
+        self, name: str, *args: str, extra_env: dict[str, str] | None = None
+    ) -> tuple[Process, int]:
         port = free_port()
-        process = self.start(name, [relay_executable(), *args], **self.relay_env(port))
+        env = self.relay_env(port) | (extra_env or {})
+        process = self.start(name, [relay_executable(), *args], **env)
         if args[0] == "serve":
             process.wait_listening(port, within=60)
         return process, port
@@ -500,6 +513,54 @@ class Run:
             "latencies_ms": latencies,
         }
 
+    async def isolation(self, backlog_subscription: str) -> None:
+        """Figure 7: a healthy subscriber's latency alone, then beside hanging subscriptions
+        (bench/isolation.py), against relay serve with its dispatcher."""
+        async with self.db() as connection:
+            await self.close_pending(connection)
+        serve, port = self.start_relay(
+            "relay-serve-isolation", "serve", extra_env={"RELAY_DELIVERY_TIMEOUT": "3"}
+        )
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=30,
+            ) as api:
+                await self.set_matching(api, backlog_subscription, matching=False)
+                runs = {}
+                for name, bad in (("alone", 0), ("hanging", self.profile.isolation_hanging)):
+                    result = await isolation_scenario(
+                        api,
+                        f"http://127.0.0.1:{port}/ingest/bringg",
+                        bad=bad,
+                        bad_max_concurrency=100,
+                        rate=self.profile.isolation_rate,
+                        duration=self.profile.isolation_seconds,
+                        warmup=self.profile.warmup,
+                        first_id=self.ids(),
+                    )
+                    latencies = sorted(result["latencies_ms"])
+                    if not latencies:
+                        raise RuntimeError(f"isolation ({name}): nothing delivered: {result}")
+                    runs[name] = {
+                        "sent": result["sent"],
+                        "delivered": result["delivered"],
+                        "p50_ms": _percentile(latencies, 50),
+                        "p99_ms": _percentile(latencies, 99),
+                        "max_ms": latencies[-1],
+                        "bad_timeouts": sum(result["bad_timeouts"]),
+                    }
+        finally:
+            self.stop(serve)
+        self.figures["isolation"] = {
+            "hanging": self.profile.isolation_hanging,
+            "rate": self.profile.isolation_rate,
+            "alone": runs["alone"],
+            "with_hanging": runs["hanging"],
+            "ratio": runs["hanging"]["p99_ms"] / runs["alone"]["p99_ms"],
+        }
+
     async def claim_scale(self, subscription_id: str) -> None:
         """Figure 4: the relay's claim statement on a small and a large deliveries table."""
         small = self.profile.claim_small
@@ -715,6 +776,8 @@ async def run(profile: Profile, server_url: str, results_dir: Path, use_wrk: boo
             await bench.latency(backlog_subscription)
             step(f"figure 4: claim batch, {profile.claim_small} vs {profile.claim_large} rows")
             await bench.claim_scale(backlog_subscription)
+            step(f"figure 7: isolation, {profile.isolation_hanging} hanging subscriptions")
+            await bench.isolation(backlog_subscription)
             step("done")
         except BaseException:
             for process in bench.processes:

@@ -75,7 +75,12 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
     assert set(fanout["cost_per_row_ms"]) == {"1->10", "10->100"}
 
     table = latest["table"]
-    assert [row["figure"][0] for row in table] == ["1", "1", "2", "3", "4", "5", "5", "6", "6"]
+    assert [row["figure"][0] for row in table] == [
+        *("1", "1", "2", "3", "4", "5", "5", "6", "6", "7")
+    ]
+    isolation = figures["isolation"]
+    assert isolation["hanging"] == 5
+    assert isolation["with_hanging"]["delivered"] == isolation["with_hanging"]["sent"] > 0
     assert all(isinstance(row["met"], bool) for row in table)
     assert "ratio" in run.stdout
     assert "met?" in run.stdout

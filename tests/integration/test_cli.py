@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +304,46 @@ async def test_recover_and_bulk_replay_follow_their_jobs(
     missing = await relay(relay_url, "recover", "sub_01J00000000000000000000000", "--since", "1h")
     assert missing.exit_code == 1
     assert "(HTTP 404)" in missing.stderr
+
+
+async def test_retry_and_recover_pending_send_what_waits_for_its_retry_now(
+    relay_url: str,
+    api: httpx.AsyncClient,
+    subscriber: Subscriber,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    await routestripe_source(relay_url)
+    subscriber.script("/later", Answer(503), Answer(503), Answer(503), then=Answer(200))
+    # After a failure the next attempt is an hour away.
+    created = await api.post(
+        "/v1/subscriptions", json={"url": subscriber.url("/later"), "retry_schedule": [3600]}
+    )
+    subscription_id = created.json()["id"]
+    assert (await post_routestripe(api, [visit_event() for _ in range(3)])).status_code == 200
+    await subscriber.wait_for(3, path="/later", within=20)
+
+    async def waiting() -> list[str]:
+        async with session_factory() as session:
+            rows = await session.execute(
+                text("SELECT id FROM deliveries WHERE status = 'pending' AND attempts = 1")
+            )
+            return list(rows.scalars())
+
+    await eventually(lambda: _count_is(waiting, 3), within=20)
+    [first, *_rest] = await waiting()
+    retried = orjson.loads(ok(await relay(relay_url, "deliveries", "retry", first, "--json")))
+    assert retried["status"] == "pending"
+    await subscriber.wait_for(4, path="/later", within=20)
+    recovered = await relay(
+        relay_url, "recover", subscription_id, "--since", "1h", "--status", "pending", "--json"
+    )
+    assert recovered.exit_code == 0, recovered.output
+    assert orjson.loads(recovered.stdout)["done"] == 2
+    await subscriber.wait_for(6, path="/later", within=20)
+
+
+async def _count_is(rows: Callable[[], Awaitable[list[str]]], count: int) -> bool:
+    return len(await rows()) == count
 
 
 async def test_tail_prints_a_posted_event_and_its_attempt_live(

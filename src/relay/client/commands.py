@@ -776,7 +776,8 @@ def deliveries_retry(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Put a finished delivery back in the queue, due now."""
+    """Send a delivery now: a finished one goes back in the queue, a pending one skips its
+    wait for the next retry."""
     with connect(url, token) as client:
         delivery = client.post(f"/v1/deliveries/{delivery_id}/retry")
     show(delivery, as_json, lambda: details(delivery, title="delivery queued again"))
@@ -792,13 +793,20 @@ def recover(
         str, typer.Option(help="Deliveries created from: ISO 8601 or back from now (12h).")
     ],
     until: UntilOption = None,
-    status: Annotated[str, typer.Option(help="Which deliveries: failed.")] = "failed",
+    status: Annotated[
+        str,
+        typer.Option(
+            help="failed: put failed deliveries back in the queue; pending: send those "
+            "waiting for their next retry now."
+        ),
+    ] = "failed",
     wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = True,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-queue a subscription's failed deliveries in a window, as a background job."""
+    """Re-queue a subscription's failed deliveries in a window (or send its waiting ones now),
+    as a background job; a failing subscription is probed at once."""
     with connect(url, token) as client:
         job = client.post(
             f"/v1/subscriptions/{subscription_id}/recover",

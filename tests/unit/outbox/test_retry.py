@@ -5,6 +5,8 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http import HTTPStatus
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from relay.outbox.retry import (
     DEFAULT_SCHEDULE,
+    NOT_RETRIED,
     Decision,
     Outcome,
     decide_next,
@@ -304,3 +307,25 @@ def test_validate_schedule_accepts_1_to_20_delays_of_1s_to_7_days(
 def test_validate_schedule_rejects_with_the_bounds(schedule: list[float], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         validate_schedule(schedule)
+
+
+def test_every_status_is_decided_as_the_delivery_docs_table_says() -> None:
+    """docs/delivery.md's retry table and the code are one table: its "failed at once" row is
+    NOT_RETRIED, and every status from 100 to 599 gets the decision its row names."""
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "delivery.md").read_text()
+    rows = [line.split("|")[1:3] for line in docs.splitlines() if line.count("|") == 3]
+    [failed_row] = [answer for answer, what in rows if what.strip().startswith("failed at once")]
+    assert {int(code) for code in re.findall(r"\d{3}", failed_row)} == NOT_RETRIED
+    [retried_row] = [answer for answer, _ in rows if answer.strip().startswith("every other 4xx")]
+    for status in range(100, 600):
+        outcome = decide(status).outcome
+        if 200 <= status < 300:
+            assert outcome is Outcome.SUCCEEDED, status
+        elif status == 410:
+            assert outcome is Outcome.GONE
+        elif status in NOT_RETRIED:
+            assert outcome is Outcome.FAILED, status
+        else:
+            assert outcome is Outcome.RETRY, status
+            if 400 <= status < 500 and status in HTTPStatus._value2member_map_:
+                assert str(status) in retried_row, status
