@@ -65,9 +65,10 @@ async def test_migration_encrypts_existing_plaintext_rows_and_downgrade_restores
             json.dumps(VERIFICATION),
         )
         await connection.execute(
-            "INSERT INTO subscriptions (id, url, event_types, secret, previous_secret) "
-            "VALUES ('sub_1', 'https://a.example/h', '{*}', 'whsec_current', 'whsec_previous'), "
-            "('sub_2', 'https://b.example/h', '{*}', 'whsec_alone', NULL)"
+            "INSERT INTO subscriptions (id, url, event_types, secret, previous_secret, headers) "
+            "VALUES ('sub_1', 'https://a.example/h', '{*}', 'whsec_current', 'whsec_previous', "
+            """'{"X-Partner-Cred": "plain-header-value"}'), """
+            "('sub_2', 'https://b.example/h', '{*}', 'whsec_alone', NULL, '{}')"
         )
     finally:
         await connection.close()
@@ -78,7 +79,15 @@ async def test_migration_encrypts_existing_plaintext_rows_and_downgrade_restores
 
     [source] = await _fetch(url, "SELECT verification #>> '{}' AS token FROM sources")
     assert json.loads(keyring.decrypt(source["token"])) == VERIFICATION
-    rows = await _fetch(url, "SELECT id, secret, previous_secret FROM subscriptions ORDER BY id")
+    rows = await _fetch(
+        url,
+        "SELECT id, secret, previous_secret, headers #>> '{}' AS headers "
+        "FROM subscriptions ORDER BY id",
+    )
+    assert json.loads(keyring.decrypt(rows[0]["headers"])) == {
+        "X-Partner-Cred": "plain-header-value"
+    }
+    assert json.loads(keyring.decrypt(rows[1]["headers"])) == {}
     assert [keyring.decrypt(rows[0]["secret"]), keyring.decrypt(rows[0]["previous_secret"])] == [
         "whsec_current",
         "whsec_previous",
@@ -86,17 +95,19 @@ async def test_migration_encrypts_existing_plaintext_rows_and_downgrade_restores
     assert keyring.decrypt(rows[1]["secret"]) == "whsec_alone"
     assert rows[1]["previous_secret"] is None
     dump = " ".join(str(dict(row)) for row in rows) + source["token"]
-    for plaintext in ("plain-secret", "plain-password", "whsec_"):
+    for plaintext in ("plain-secret", "plain-password", "whsec_", "plain-header-value"):
         assert plaintext not in dump
 
     await asyncio.to_thread(command.downgrade, config, "0004")
 
     [restored] = await _fetch(url, "SELECT verification FROM sources")
     assert json.loads(restored["verification"]) == VERIFICATION
-    rows = await _fetch(url, "SELECT secret, previous_secret FROM subscriptions ORDER BY id")
+    rows = await _fetch(
+        url, "SELECT secret, previous_secret, headers::text FROM subscriptions ORDER BY id"
+    )
     assert [tuple(row) for row in rows] == [
-        ("whsec_current", "whsec_previous"),
-        ("whsec_alone", None),
+        ("whsec_current", "whsec_previous", '{"X-Partner-Cred": "plain-header-value"}'),
+        ("whsec_alone", None, "{}"),
     ]
 
 
@@ -128,7 +139,10 @@ async def test_rotating_to_a_new_key_rewrites_every_secret(
     under_old = settings.model_copy(update={"encryption_key": SecretStr(old)})
     async with relay_client(under_old, module_database_url, admin_token=ADMIN_TOKEN) as client:
         await create_routestripe_source(client)
-        created = await client.post("/v1/subscriptions", json={"url": "https://a.example/h"})
+        created = await client.post(
+            "/v1/subscriptions",
+            json={"url": "https://a.example/h", "headers": {"X-Partner-Cred": "partner-key-7"}},
+        )
         assert created.status_code == 201
         rotated = await client.post(f"/v1/subscriptions/{created.json()['id']}/rotate-secret")
         assert rotated.status_code == 200
@@ -145,9 +159,15 @@ async def test_rotating_to_a_new_key_rewrites_every_secret(
     only_new = Keyring([new])
     [source] = await _fetch(module_database_url, "SELECT verification #>> '{}' AS t FROM sources")
     assert ROUTESTRIPE_SECRET in only_new.decrypt(source["t"])
-    [row] = await _fetch(module_database_url, "SELECT secret, previous_secret FROM subscriptions")
+    [row] = await _fetch(
+        module_database_url,
+        "SELECT secret, previous_secret, headers #>> '{}' AS headers FROM subscriptions",
+    )
     assert only_new.decrypt(row["secret"]) == rotated.json()["secret"]
     assert only_new.decrypt(row["previous_secret"]) == created.json()["secret"]
+    # Custom header values are secrets too: stored encrypted, and rotated with the rest.
+    assert "partner-key-7" not in row["headers"]
+    assert json.loads(only_new.decrypt(row["headers"])) == {"X-Partner-Cred": "partner-key-7"}
 
     # With the old key gone the relay still verifies with the stored credentials.
     under_new = settings.model_copy(update={"encryption_key": SecretStr(new)})

@@ -38,24 +38,37 @@ class EncryptionRepository:
 
     async def subscriptions_after(
         self, cursor: str, *, limit: int
-    ) -> Sequence[tuple[str, str, str | None]]:
+    ) -> Sequence[tuple[str, str, str | None, dict[str, str]]]:
         query = (
-            select(Subscription.id, Subscription.secret, Subscription.previous_secret)
+            select(
+                Subscription.id,
+                Subscription.secret,
+                Subscription.previous_secret,
+                Subscription.headers,
+            )
             .where(Subscription.id > cursor)
             .order_by(Subscription.id)
             .limit(limit)
         )
         return [
-            (row.id, row.secret, row.previous_secret) for row in await self.session.execute(query)
+            (row.id, row.secret, row.previous_secret, row.headers)
+            for row in await self.session.execute(query)
         ]
 
     async def rewrite_subscription(
-        self, subscription_id: str, secret: str, previous_secret: str | None
+        self,
+        subscription_id: str,
+        secret: str,
+        previous_secret: str | None,
+        headers: dict[str, str],
     ) -> None:
         await self.session.execute(
             update(Subscription)
             .where(Subscription.id == subscription_id)
             .values(
-                secret=secret, previous_secret=previous_secret, updated_at=Subscription.updated_at
+                secret=secret,
+                previous_secret=previous_secret,
+                headers=headers,
+                updated_at=Subscription.updated_at,
             )
         )

@@ -19,7 +19,7 @@ class EncryptionService:
 
     async def rotate_subscriptions(self, *, after: str, limit: int) -> list[str]:
         rows = await self.repository.subscriptions_after(after, limit=limit)
-        for subscription_id, secret, previous in rows:
-            await self.repository.rewrite_subscription(subscription_id, secret, previous)
+        for subscription_id, secret, previous, headers in rows:
+            await self.repository.rewrite_subscription(subscription_id, secret, previous, headers)
         await self.repository.session.flush()
         return [row[0] for row in rows]

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relay.core.crypto import EncryptedText
+from relay.core.crypto import EncryptedJSON, EncryptedText
 from relay.outbox.states import Liveness, liveness_sql
 
 CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('relay.claim'))")
@@ -259,7 +259,7 @@ _CLAIM = text(
         JOIN subscriptions AS s ON s.id = leased.subscription_id
     ) AS claimed ON true
     """,  # noqa: S608 (formatted only with the module's own constants)
-).columns(secret=EncryptedText(), previous_secret=EncryptedText())
+).columns(secret=EncryptedText(), previous_secret=EncryptedText(), headers=EncryptedJSON())
 
 _SUMMARY = frozenset({"parked_now", "held_now", "next_token_in"})
 

@@ -7,7 +7,7 @@ from sqlalchemy import Boolean, CheckConstraint, Float, Index, Integer, String, 
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from relay.core.crypto import EncryptedText
+from relay.core.crypto import EncryptedJSON, EncryptedText
 from relay.db.base import Base, TimestampMixin
 from relay.outbox.states import SubscriptionState
 
@@ -40,9 +40,8 @@ class Subscription(TimestampMixin, Base):
     vendors: Mapped[list[str] | None] = mapped_column(ARRAY(Text), nullable=True)
     source_ids: Mapped[list[str] | None] = mapped_column(ARRAY(Text), nullable=True)
     filter: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
-    headers: Mapped[dict[str, str]] = mapped_column(
-        JSONB, nullable=False, server_default=text("'{}'::jsonb")
-    )
+    # Subscribers put credentials in them under any name: encrypted like the signing secret.
+    headers: Mapped[dict[str, str]] = mapped_column(EncryptedJSON, nullable=False)
     ordered: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     max_concurrency: Mapped[int] = mapped_column(Integer, nullable=False, server_default="10")
     rate_limit_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
