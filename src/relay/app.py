@@ -18,6 +18,7 @@ from relay.core.crypto import install_from_settings
 from relay.core.errors import install_error_handlers
 from relay.core.ids import new_id
 from relay.core.netguard import DestinationPolicy
+from relay.core.openapi import install_openapi
 from relay.core.responses import JSONResponse
 from relay.core.serving import BodyDeadlineMiddleware
 from relay.core.settings import Settings
@@ -122,6 +123,8 @@ def create_app(
         summary="Webhook relay for last-mile delivery platforms",
         default_response_class=JSONResponse,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # Before any request or dispatcher can read or write a secret column.
@@ -150,4 +153,5 @@ def create_app(
     ):
         app.include_router(router)
     app.router.routes.insert(0, fast_ingest_route)
+    install_openapi(app)
     return app

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -65,6 +66,37 @@ class Forbidden(RelayError):
 class DatabaseUnavailable(RelayError):
     status_code = 503
     code = "database_unavailable"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="What went wrong, for programs: not_found, invalid, conflict...")
+    message: str = Field(description="What went wrong and what to fix, for people.")
+    details: Any = Field(
+        None,
+        description="For a refused request body: one {field, message} per problem found.",
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer of the relay (as `error_body` writes it)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "invalid",
+                        "message": "slug: String should have at least 1 character",
+                        "details": [
+                            {"field": "slug", "message": "String should have at least 1 character"}
+                        ],
+                    }
+                }
+            ]
+        }
+    )
+
+    error: ErrorDetail
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Query
 
 from relay.apikeys.auth import require_admin
+from relay.core.openapi import CONFLICT
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 from relay.deliveries.repository import DeliveryQuery
@@ -70,7 +71,7 @@ async def get_delivery(delivery_id: str, session: DbSession) -> DeliveryDetail:
     )
 
 
-@router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut)
+@router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut, responses=CONFLICT)
 async def retry_delivery(delivery_id: str, session: DbSession) -> DeliveryOut:
     delivery = await DeliveryService(session).retry(delivery_id, now=datetime.now(UTC))
     await session.commit()

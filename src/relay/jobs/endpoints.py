@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from relay.apikeys.auth import require_admin
+from relay.core.openapi import CONFLICT
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 from relay.deliveries.endpoints import delivery_out
@@ -68,7 +69,10 @@ async def replay_event(
 
 
 @router.post(
-    "/subscriptions/{subscription_id}/recover", status_code=202, response_model=JobAccepted
+    "/subscriptions/{subscription_id}/recover",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=CONFLICT,
 )
 async def recover_subscription(
     subscription_id: str, payload: RecoverIn, session: DbSession, response: Response

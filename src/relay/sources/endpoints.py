@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Response
 
 from relay.apikeys.auth import require_admin
+from relay.core.openapi import CONFLICT
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 from relay.sources.repository import SourceRepository
@@ -18,7 +19,7 @@ def _service(session: DbSession) -> SourceService:
     return SourceService(SourceRepository(session))
 
 
-@router.post("", status_code=201, response_model=SourceOut)
+@router.post("", status_code=201, response_model=SourceOut, responses=CONFLICT)
 async def create_source(payload: SourceCreate, session: DbSession) -> SourceOut:
     source = await _service(session).create(payload)
     await session.commit()
