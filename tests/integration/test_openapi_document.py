@@ -35,10 +35,25 @@ def _admin_operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict
                     yield path, method, operation
 
 
+def _ingest(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    yield "/ingest/{slug}", "post", document["paths"]["/ingest/{slug}"]["post"]
+
+
 def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in schema:
         schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
     return schema
+
+
+def _has_example(document: dict[str, Any], media: dict[str, Any]) -> bool:
+    if media.get("example") is not None or media.get("examples"):
+        return True
+    schema = _resolve(document, media.get("schema", {}))
+    if "anyOf" in schema:
+        schema = _resolve(document, schema["anyOf"][0])
+    if schema.get("type") == "array":
+        schema = _resolve(document, schema.get("items", {}))
+    return bool(schema.get("examples") or schema.get("example") is not None)
 
 
 def test_every_admin_operation_takes_the_bearer_token(document: dict[str, Any]) -> None:
@@ -82,6 +97,22 @@ async def test_the_documented_422_is_the_one_the_api_answers(
     body = response.json()
     assert set(body) == {"error"}
     assert set(body["error"]) <= set(document["components"]["schemas"]["ErrorDetail"]["properties"])
+
+
+def test_every_request_body_and_error_answer_has_an_example(document: dict[str, Any]) -> None:
+    missing = []
+    for path, method, operation in [*_admin_operations(document), *_ingest(document)]:
+        bodies = [("request", operation.get("requestBody", {}).get("content", {}))]
+        bodies += [
+            (status, answer.get("content", {}))
+            for status, answer in operation["responses"].items()
+            if status.startswith("4")
+        ]
+        for name, content in bodies:
+            for media in content.values():
+                if not _has_example(document, media):
+                    missing.append(f"{method} {path} {name}")
+    assert not missing, missing
 
 
 def test_vendor_is_an_enum_of_the_vendors(document: dict[str, Any]) -> None:

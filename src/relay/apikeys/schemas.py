@@ -10,7 +10,10 @@ from relay.core.scopes import Scope
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "grafana", "scope": "read"}]},
+    )
 
     name: str = Field(
         min_length=1, max_length=200, description="Who or what holds the key, e.g. 'grafana'."

@@ -19,7 +19,12 @@ Instant = Annotated[datetime, AfterValidator(_utc)]
 
 
 class EventReplayIn(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {
+            "examples": [{"subscription_ids": ["sub_01JQ2V9N4P5Q6R7S8T9V0W1X2Y"]}]
+        },
+    }
 
     subscription_ids: list[str] | None = Field(
         None,
@@ -36,7 +41,10 @@ class EventReplayOut(BaseModel):
 
 
 class RecoverIn(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"since": "2026-03-10T06:00:00Z", "status": "failed"}]},
+    }
 
     since: Instant = Field(description="Deliveries created at or after this time (ISO 8601).")
     until: Instant | None = Field(None, description="... and before this time; omitted: now.")
@@ -48,7 +56,18 @@ class RecoverIn(BaseModel):
 
 
 class BulkReplayIn(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "since": "2026-03-10T06:00:00Z",
+                    "type": "order.completed",
+                    "source": "routestripe-nl",
+                }
+            ]
+        },
+    }
 
     since: Instant = Field(description="Events received at or after this time (ISO 8601).")
     until: Instant | None = Field(None, description="... and before this time; omitted: now.")

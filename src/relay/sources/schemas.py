@@ -45,7 +45,19 @@ class MappingConfig(BaseModel):
 
 
 class SourceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "slug": "routestripe-nl",
+                    "vendor": "routestripe",
+                    "verification": {"type": "hmac", "secret": "whsec-routestripe-2026"},
+                    "description": "RouteStripe, Dutch fleet",
+                }
+            ]
+        },
+    )
 
     slug: str = Field(
         description="URL-safe name; vendors post to /ingest/{slug}. Lower-case letters, digits "
@@ -71,7 +83,17 @@ class SourceCreate(BaseModel):
 
 
 class SourceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "verification": {"type": "hmac", "secret": "whsec-routestripe-2027"},
+                    "keep_previous_for_seconds": 86400,
+                }
+            ]
+        },
+    )
 
     verification: dict[str, Any] | None = Field(
         None, description="New credentials; replaces the current ones."
@@ -96,6 +118,45 @@ class SourceUpdate(BaseModel):
 
 
 class SourceOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "src_01JQ2V5M7K8T9W3X4Y5Z6A7B8C",
+                    "slug": "routestripe-nl",
+                    "vendor": "routestripe",
+                    "ingest_path": "/ingest/routestripe-nl",
+                    "active": True,
+                    "description": "RouteStripe, Dutch fleet",
+                    "verification": {
+                        "current": {
+                            "type": "hmac",
+                            "secret": "********2026",
+                            "header": "X-Signature",
+                            "algorithm": "sha256",
+                            "encoding": "hex",
+                            "prefix": None,
+                            "partner_id": None,
+                        },
+                        "previous": None,
+                        "previous_expires_at": None,
+                    },
+                    "verified": True,
+                    "mapping": {
+                        "event_name_pointer": None,
+                        "event_id_pointer": None,
+                        "entity_id_pointer": None,
+                        "event_time_pointer": None,
+                        "type_map": {},
+                    },
+                    "rate_limit_per_second": None,
+                    "created_at": "2026-03-10T05:51:02Z",
+                    "updated_at": "2026-03-10T05:51:02Z",
+                }
+            ]
+        }
+    )
+
     id: str
     slug: str
     vendor: str

@@ -7,7 +7,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class SubscriptionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://erp.example.com/hooks/relay",
+                    "event_types": ["order.*", "route.completed"],
+                    "vendors": ["routestripe"],
+                }
+            ]
+        },
+    )
 
     url: str = Field(description="Absolute http(s) URL without credentials.")
     event_types: list[str] = Field(
@@ -39,7 +50,10 @@ class SubscriptionCreate(BaseModel):
 
 
 class SubscriptionUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"event_types": ["order.*"], "active": False}]},
+    )
 
     url: str | None = None
     event_types: list[str] | None = None
