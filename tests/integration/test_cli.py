@@ -260,7 +260,9 @@ async def test_subscriptions_events_deliveries_and_stats(
     assert stats["overall"]["last_hour"]["received"] == 2
     assert stats["overall"]["last_hour"]["delivered"] == 3
     table = ok(await relay(relay_url, "stats"))
-    assert "1H DELIVERED" in table
+    assert "DELIVERED" in table
+    assert "last 24 hours" in table
+    assert subscriber.url("/hook") in table
     assert subscription_id in table
 
 
