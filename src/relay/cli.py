@@ -18,6 +18,7 @@ from relay.apikeys.auth import load_or_create_admin_token
 from relay.apikeys.cli import app as api_keys_app
 from relay.background import BackgroundWork
 from relay.client import commands as client_commands
+from relay.client.listen import listen as listen_command
 from relay.client.tail import tail as tail_command
 from relay.core.crypto import EncryptionError, install_from_settings
 from relay.core.logging import configure_logging, get_logger
@@ -235,6 +236,7 @@ app.add_typer(client_commands.jobs, name="jobs")
 app.command("event-types")(client_commands.event_types)
 app.command("recover")(client_commands.recover)
 app.command("tail")(tail_command)
+app.command("listen")(listen_command)
 app.command("stats")(client_commands.stats)
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(encryption_app, name="encryption")

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from relay.cli import app
 from tests.conftest import ADMIN_TOKEN
-from tests.support.processes import serve_for_cli
+from tests.support.processes import cli_env, serve_for_cli, start_serve, stop_serve
 from tests.support.relay import ROUTESTRIPE_SECRET, post_routestripe, visit_event
 from tests.support.subscriber import Answer, Subscriber, eventually
 
@@ -260,7 +260,9 @@ async def test_subscriptions_events_deliveries_and_stats(
     assert stats["overall"]["last_hour"]["received"] == 2
     assert stats["overall"]["last_hour"]["delivered"] == 3
     table = ok(await relay(relay_url, "stats"))
-    assert "1H DELIVERED" in table
+    assert "DELIVERED" in table
+    assert "last 24 hours" in table
+    assert subscriber.url("/hook") in table
     assert subscription_id in table
 
 
@@ -403,6 +405,58 @@ async def test_tail_prints_a_posted_event_and_its_attempt_live(
     assert "order.updated" not in rest
     assert code == 0
     assert "Traceback" not in errors
+
+
+async def test_tail_reconnects_when_the_relay_restarts_and_says_so(
+    module_database_url: str, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    env = cli_env(module_database_url, tmp_path, free_port())
+    url = f"http://127.0.0.1:{env['RELAY_PORT']}"
+    serve = await asyncio.to_thread(start_serve, env, tmp_path)
+    tail: asyncio.subprocess.Process | None = None
+    try:
+        await routestripe_source(url)
+        tail = await asyncio.create_subprocess_exec(
+            RELAY,
+            "tail",
+            env={**env, "RELAY_URL": url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert tail.stdout is not None
+        assert tail.stderr is not None
+        async with asyncio.timeout(30):
+            assert (await tail.stderr.readline()).decode().startswith(f"following {url}")
+
+        serve.kill()
+        await asyncio.to_thread(serve.wait, 15)
+        async with asyncio.timeout(10):
+            lost = (await tail.stderr.readline()).decode()
+        assert lost.startswith("lost the relay: cannot reach the relay at"), lost
+        assert tail.returncode is None
+
+        serve = await asyncio.to_thread(start_serve, env, tmp_path)
+        async with asyncio.timeout(20):  # the backoff is at most 10 s
+            back = (await tail.stderr.readline()).decode()
+        assert back == f"reconnected to the relay at {url}\n"
+
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            posted = await post_routestripe(http, [visit_event()])
+        [event_id] = posted.json()["event_ids"]
+        async with asyncio.timeout(10):
+            line = (await tail.stdout.readline()).decode()
+        assert event_id in line
+        # Not a terminal: no colour codes for whatever reads the pipe.
+        assert "\x1b[" not in line
+    finally:
+        if tail is not None and tail.returncode is None:
+            tail.send_signal(signal.SIGINT)
+            async with asyncio.timeout(10):
+                await tail.wait()
+        await asyncio.to_thread(stop_serve, serve)
+    assert tail.returncode == 0
+    assert tail.stderr is not None
+    assert "Traceback" not in (await tail.stderr.read()).decode()
 
 
 def test_api_keys_against_an_unreachable_database_is_one_line(tmp_path: Path) -> None:

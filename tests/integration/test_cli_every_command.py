@@ -26,8 +26,8 @@ from tests.support.processes import RELAY, serve_for_cli
 from tests.support.relay import ROUTESTRIPE_SECRET, post_routestripe, visit_event
 from tests.support.subscriber import Answer, Subscriber, eventually
 
-# They run until stopped: `tail --json` prints one JSON document a line instead.
-LONG_RUNNING = {"serve", "worker", "tail"}
+# They run until stopped: `tail --json` and `listen --json` print one JSON document a line.
+LONG_RUNNING = {"serve", "worker", "tail", "listen"}
 # These open the database themselves, where logs used to come first: run as real processes.
 # The others only talk to the API and run in this process, which is faster.
 OPEN_THE_DATABASE = {"migrate", "encryption", "api-keys", "purge"}

@@ -178,11 +178,9 @@ class DisposablePostgres:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def serve_for_cli(database_url: str, workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """`relay serve` with its dispatcher, as an operator runs it; yields its URL and the
-    environment that reaches it (and its database, for the commands that open it)."""
-    port = free_port()
+def cli_env(database_url: str, workdir: Path, port: int) -> dict[str, str]:
+    """The environment of `relay serve` as an operator runs it, on `port`; it also reaches the
+    relay (and its database, for the commands that open it)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
     env.update(
         RELAY_DATABASE_URL=database_url,
@@ -194,25 +192,47 @@ def serve_for_cli(database_url: str, workdir: Path) -> Iterator[tuple[str, dict[
         RELAY_DISPATCHER_POLL_INTERVAL="0.2",
         RELAY_SHUTDOWN_GRACE="1",
     )
+    return env
+
+
+def start_serve(env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
+    """`relay serve` in `workdir`, returned once it is ready."""
     with (workdir / "serve.log").open("ab") as log:
         process = subprocess.Popen(
             [RELAY, "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{env['RELAY_PORT']}"
     try:
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, (workdir / "serve.log").read_text()
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
+                    return process
             assert time.monotonic() < deadline, "relay serve did not become ready"
             time.sleep(0.1)
-        yield url, env
+    except BaseException:
+        stop_serve(process)
+        raise
+
+
+def stop_serve(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def serve_for_cli(database_url: str, workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`relay serve` with its dispatcher, as an operator runs it; yields its URL and the
+    environment that reaches it (and its database, for the commands that open it)."""
+    port = free_port()
+    env = cli_env(database_url, workdir, port)
+    process = start_serve(env, workdir)
+    try:
+        yield f"http://127.0.0.1:{port}", env
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_serve(process)

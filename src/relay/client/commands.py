@@ -21,7 +21,16 @@ from relay.client.options import (
     fail,
     one_line_errors,
 )
-from relay.client.render import console, details, print_json, show, show_page, table
+from relay.client.render import (
+    console,
+    count,
+    details,
+    milliseconds,
+    print_json,
+    show,
+    show_page,
+    table,
+)
 
 sources = typer.Typer(help="Sources: where vendors post webhooks.", no_args_is_help=True)
 subscriptions = typer.Typer(help="Subscriptions: where events go.", no_args_is_help=True)
@@ -205,12 +214,22 @@ def sources_rotate(
 
 # Subscriptions
 
+
+def subscription_state(subscription: dict[str, Any]) -> str:
+    """One word for `state`, `active` and `deleted` together, in the relay's order: deleted, then
+    disabled, then paused (`active` false, whatever the breaker says), then the breaker's state."""
+    if subscription.get("deleted"):
+        return "deleted"
+    if subscription["state"] == "disabled":
+        return "disabled"
+    return str(subscription["state"]) if subscription["active"] else "paused"
+
+
 _SUBSCRIPTION_COLUMNS = (
     ("ID", lambda s: s["id"]),
     ("URL", lambda s: s["url"]),
     ("EVENT TYPES", lambda s: s["event_types"]),
-    # One column: `active` false is a pause, whatever the breaker's state says.
-    ("STATE", lambda s: s["state"] if s["active"] else "paused"),
+    ("STATE", subscription_state),
     ("FAILURES", lambda s: s["consecutive_failures"]),
 )
 
@@ -815,7 +834,43 @@ def recover(
         _follow(client, job, wait=wait, as_json=as_json)
 
 
-_WINDOW_COLUMNS = ("received", "delivered", "failed", "pending", "latency_p50_ms", "latency_p99_ms")
+_WINDOWS = (("last_hour", "last hour"), ("last_day", "last 24 hours"))
+_WINDOW_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("RECEIVED", lambda w: count(w["received"])),
+    ("DELIVERED", lambda w: count(w["delivered"])),
+    ("FAILED", lambda w: count(w["failed"])),
+    ("PENDING", lambda w: count(w["pending"])),
+    ("P50", lambda w: milliseconds(w["latency_p50_ms"])),
+    ("P99", lambda w: milliseconds(w["latency_p99_ms"])),
+)
+
+
+def stats_tables(numbers: dict[str, Any]) -> list[Any]:
+    """The subscriptions with their URL and state, then one table a window: a single table with
+    every number has too many columns for a terminal, and its headers split."""
+    subscriptions = numbers["subscriptions"]
+    tables = [
+        table(
+            subscriptions,
+            (
+                ("SUBSCRIPTION", lambda s: s["subscription_id"]),
+                ("STATE", subscription_state),
+                ("PENDING NOW", lambda s: count(s["pending_now"])),
+                ("URL", lambda s: s["url"]),
+            ),
+            title=f"subscriptions (pending now, all: {count(numbers['overall']['pending_now'])})",
+        )
+    ]
+    rows = [{"scope": "all", **numbers["overall"]}] + [
+        {"scope": item["subscription_id"], **item} for item in subscriptions
+    ]
+    for key, label in _WINDOWS:
+        columns: list[tuple[str, Any]] = [("SCOPE", lambda row: row["scope"])]
+        columns += [
+            (name, lambda row, get=get, key=key: get(row[key])) for name, get in _WINDOW_COLUMNS
+        ]
+        tables.append(table(rows, columns, title=f"{label} (P50, P99: latency to the first 2xx)"))
+    return tables
 
 
 @one_line_errors
@@ -826,14 +881,7 @@ def stats(url: UrlOption = DEFAULT, token: TokenOption = None, as_json: JsonOpti
     if as_json:
         print_json(numbers)
         return
-    rows = [{"scope": "all", **numbers["overall"]}] + [
-        {"scope": item["subscription_id"], **item} for item in numbers["subscriptions"]
-    ]
-    columns: list[tuple[str, Any]] = [("SCOPE", lambda row: row["scope"])]
-    columns.append(("PENDING NOW", lambda row: row["pending_now"]))
-    for window in ("last_hour", "last_day"):
-        label = "1H" if window == "last_hour" else "24H"
-        for key in _WINDOW_COLUMNS:
-            name = key.replace("latency_", "").replace("_ms", " ms").upper()
-            columns.append((f"{label} {name}", lambda row, w=window, k=key: row[w][k]))
-    console().print(table(rows, columns, title=f"relay stats at {numbers['generated_at']}"))
+    out = console()
+    out.print(f"relay stats at {numbers['generated_at']}")
+    for part in stats_tables(numbers):
+        out.print(part)

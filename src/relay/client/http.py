@@ -24,6 +24,10 @@ class ApiError(Exception):
     """A failure worth one line to the user: what went wrong, said by the relay if it can."""
 
 
+class Unreachable(ApiError):
+    """The relay did not answer at all (not running, restarting, the connection dropped)."""
+
+
 def local_settings() -> Settings:
     """The relay's settings as `relay serve` would read them here: environment, then .env."""
     try:
@@ -146,9 +150,11 @@ class RelayClient:
         except httpx.InvalidURL as exc:
             raise ApiError(f"--url {self.url!r} is not a valid URL ({exc})") from None
         except httpx.ConnectError:
-            raise ApiError(f"cannot reach the relay at {self.url}: is it running?") from None
+            raise Unreachable(f"cannot reach the relay at {self.url}: is it running?") from None
         except httpx.TimeoutException:
-            raise ApiError(f"the relay at {self.url} did not answer in time") from None
+            raise Unreachable(f"the relay at {self.url} did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise Unreachable(f"request to the relay at {self.url} failed: {exc}") from None
         except httpx.HTTPError as exc:
             raise ApiError(f"request to the relay at {self.url} failed: {exc}") from None
         if response.status_code >= 400:

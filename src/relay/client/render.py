@@ -29,6 +29,28 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def _rounded(amount: float, unit: str) -> str:
+    # Two significant digits are what a person compares; more is noise from the clocks.
+    return f"{amount:.1f} {unit}" if amount < 10 else f"{amount:.0f} {unit}"
+
+
+def milliseconds(value: float | None) -> str:
+    """A duration as a person reads it: `12 ms`, `1.4 s`, `6.6 min`, `2.1 h`."""
+    if value is None:
+        return "-"
+    if value < 1000:
+        return f"{value:.0f} ms"
+    if value < 60_000:
+        return _rounded(value / 1000, "s")
+    if value < 3_600_000:
+        return _rounded(value / 60_000, "min")
+    return _rounded(value / 3_600_000, "h")
+
+
 def cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -51,11 +73,15 @@ def table(
     cells = [[cell(get(row)) for _, get in columns] for row in rows]
     for index, (name, _) in enumerate(columns):
         values = [line[index] for line in cells]
-        if values and all(_ID.match(value) or value == "-" for value in values):
+        # A short word beside the ids (`-`, `all`) does not make the column wrappable.
+        if any(_ID.match(value) for value in values) and all(
+            _ID.match(value) or (" " not in value and len(value) <= 8) for value in values
+        ):
             widest = max(len(name), *(len(value) for value in values))
             result.add_column(name, no_wrap=True, min_width=widest)
         else:
-            result.add_column(name, overflow="fold")
+            # A header split over lines reads as two columns; the values fold instead.
+            result.add_column(name, overflow="fold", min_width=len(name))
     for line in cells:
         result.add_row(*line)
     return result

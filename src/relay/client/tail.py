@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.text import Text
 
-from relay.client.http import RelayClient
+from relay.client.http import RelayClient, Unreachable
 from relay.client.options import DEFAULT, TokenOption, UrlOption, connect, one_line_errors
+from relay.client.render import console
 
 POLL_INTERVAL = 0.3
 # Rows commit a little after their timestamp; each poll looks this far back and skips what it
@@ -20,6 +22,11 @@ POLL_INTERVAL = 0.3
 LOOKBACK = timedelta(seconds=10)
 PAGE = 500
 _FAR_FUTURE = "2999-01-01T00:00:00+00:00"
+# While the relay is away (restarting, the network down): first retry soon, then back off so a
+# long outage costs little, but never wait so long that its return goes unnoticed for minutes.
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+_STYLES = {"event": "cyan", "succeeded": "green", "failed": "red"}
 
 
 def _time(value: str) -> str:
@@ -41,6 +48,19 @@ def attempt_line(attempt: dict[str, Any]) -> str:
         f"{attempt['source']:<16} {attempt['event_id']}  -> {attempt['subscription_id']} "
         f"#{attempt['attempt_number']} {status} {attempt['duration_ms']}ms"
     )
+
+
+def styled(item: dict[str, Any]) -> Text:
+    """The item's line with its kind or outcome coloured: green succeeded, red failed, yellow
+    anything else an attempt can end as, cyan a new event."""
+    if item["kind"] == "event":
+        line, word = event_line(item), "event"
+    else:
+        line, word = attempt_line(item), item["outcome"]
+    text = Text(line)
+    start = line.index("  ") + 2  # after the time
+    text.stylize(_STYLES.get(word, "yellow"), start, start + len(word))
+    return text
 
 
 class Tail:
@@ -91,21 +111,41 @@ def follow(
     emit: Callable[[dict[str, Any]], None],
     *,
     started: Callable[[], None] = lambda: None,
+    say: Callable[[str], None] = lambda line: None,
     interval: float = POLL_INTERVAL,
 ) -> None:
+    """Polls until interrupted. Once started, a relay that stops answering is waited for (with
+    backoff) rather than fatal: the cursor is kept, so what happened meanwhile is shown after."""
     tail = Tail(client, filters)
     for item in tail.poll():
         emit(item)
     started()
+    backoff: float | None = None
     while True:
-        time.sleep(interval)
-        for item in tail.poll():
+        time.sleep(interval if backoff is None else backoff)
+        try:
+            fresh = tail.poll()
+        except Unreachable as exc:
+            if backoff is None:
+                say(f"lost the relay: {exc}; reconnecting (Ctrl-C to stop)")
+                backoff = BACKOFF_FIRST
+            else:
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            continue
+        if backoff is not None:
+            say(f"reconnected to the relay at {client.url}")
+            backoff = None
+        for item in fresh:
             emit(item)
 
 
-def _announce(url: str) -> None:
-    sys.stderr.write(f"following {url} (Ctrl-C to stop)\n")
+def _stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def _announce(url: str) -> None:
+    _stderr(f"following {url} (Ctrl-C to stop)")
 
 
 @one_line_errors
@@ -121,9 +161,14 @@ def tail(
     token: TokenOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
 ) -> None:
-    """Follow new events and delivery attempts live, one line each, until Ctrl-C."""
+    """Follow new events and delivery attempts live, one line each, until Ctrl-C. If the relay
+    restarts or the connection drops, tail says so on stderr and reconnects."""
+    terminal = console() if sys.stdout.isatty() and not as_json else None
 
     def emit(item: dict[str, Any]) -> None:
+        if terminal is not None:
+            terminal.print(styled(item), soft_wrap=True)
+            return
         if as_json:
             line = orjson.dumps({key: value for key, value in item.items() if key != "at"}).decode()
         else:
@@ -134,6 +179,6 @@ def tail(
     filters = {"type": event_type, "source": source, "subscription_id": subscription}
     with connect(url, token) as client:
         try:
-            follow(client, filters, emit, started=lambda: _announce(client.url))
+            follow(client, filters, emit, started=lambda: _announce(client.url), say=_stderr)
         except KeyboardInterrupt:
             return

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from relay.client.commands import _SUBSCRIPTION_COLUMNS
-from relay.client.render import table
+from relay.client.commands import _SUBSCRIPTION_COLUMNS, stats_tables
+from relay.client.render import milliseconds, table
 
 IDS = [f"dlv_01M8TQKN9E3VSE4KX3N9MKHN{n:02d}" for n in range(3)]
 
@@ -44,3 +44,82 @@ def test_a_paused_subscription_says_paused() -> None:
     Console(file=out, width=160).print(table([subscription], _SUBSCRIPTION_COLUMNS))
     assert "paused" in out.getvalue()
     assert " active " not in out.getvalue()
+
+
+def _window(latency_p50_ms: float | None, latency_p99_ms: float | None) -> dict[str, object]:
+    return {
+        "received": 1234,
+        "delivered": 1200,
+        "failed": 4,
+        "pending": 30,
+        "latency_p50_ms": latency_p50_ms,
+        "latency_p99_ms": latency_p99_ms,
+    }
+
+
+def _subscription(
+    subscription_id: str, url: str, *, state: str = "active", active: bool = True
+) -> dict[str, object]:
+    return {
+        "subscription_id": subscription_id,
+        "url": url,
+        "state": state,
+        "active": active,
+        "deleted": url.endswith("/gone"),
+        "pending_now": 3,
+        "last_hour": _window(12.4, 1412.0),
+        "last_day": _window(396904.059, None),
+    }
+
+
+def test_stats_show_units_urls_and_states_with_headers_whole() -> None:
+    numbers = {
+        "generated_at": "2024-05-01T12:00:00+00:00",
+        "overall": {
+            "pending_now": 12,
+            "last_hour": _window(12.4, 1412.0),
+            "last_day": _window(396904.059, None),
+        },
+        "subscriptions": [
+            _subscription("sub_01M8TQKMY21DAW0FK6N0VHBMG1", "https://a.example.com/hooks"),
+            _subscription(
+                "sub_01M8TQKMY21DAW0FK6N0VHBMG2", "https://b.example.com/h", active=False
+            ),
+            _subscription(
+                "sub_01M8TQKMY21DAW0FK6N0VHBMG3", "https://c.example.com/h", state="degraded"
+            ),
+            _subscription(
+                "sub_01M8TQKMY21DAW0FK6N0VHBMG4", "https://d.example.com/h", state="disabled"
+            ),
+            _subscription("sub_01M8TQKMY21DAW0FK6N0VHBMG5", "https://e.example.com/gone"),
+        ],
+    }
+    for width in (100, 120, 160):
+        out = io.StringIO()
+        printer = Console(file=out, width=width)
+        for part in stats_tables(numbers):
+            printer.print(part)
+        text = out.getvalue()
+        for header in ("PENDING NOW", "DELIVERED", "P50", "P99", "RECEIVED", "FAILED"):
+            assert header in text, (width, text)
+        for n in range(1, 6):
+            assert f"sub_01M8TQKMY21DAW0FK6N0VHBMG{n}" in text, (width, text)
+        assert "396904" not in text
+        for shown in ("12 ms", "1.4 s", "6.6 min", "1,234"):
+            assert shown in text, (width, shown, text)
+        for state in ("paused", "degraded", "disabled", "deleted"):
+            assert state in text, (width, text)
+    assert "https://a.example.com/hooks" in text
+
+
+def test_durations_read_as_people_say_them() -> None:
+    assert [milliseconds(value) for value in (None, 0.4, 12.4, 999, 1412, 12_500, 396_904)] == [
+        "-",
+        "0 ms",
+        "12 ms",
+        "999 ms",
+        "1.4 s",
+        "12 s",
+        "6.6 min",
+    ]
+    assert milliseconds(2.5 * 3_600_000) == "2.5 h"
