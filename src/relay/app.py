@@ -18,7 +18,6 @@ from relay.core.crypto import install_from_settings
 from relay.core.errors import install_error_handlers
 from relay.core.ids import new_id
 from relay.core.netguard import DestinationPolicy
-from relay.core.openapi import install_openapi
 from relay.core.responses import JSONResponse
 from relay.core.serving import BodyDeadlineMiddleware
 from relay.core.settings import Settings
@@ -34,6 +33,7 @@ from relay.jobs.endpoints import router as jobs_router
 from relay.observability import metrics as observability
 from relay.observability.activity import router as activity_router
 from relay.observability.endpoints import router as metrics_router
+from relay.openapi import install_openapi
 from relay.sources.endpoints import router as sources_router
 from relay.stats.endpoints import router as stats_router
 from relay.subscriptions.endpoints import router as subscriptions_router

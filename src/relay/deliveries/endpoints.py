@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Query
 
 from relay.apikeys.auth import require_admin
-from relay.core.openapi import CONFLICT
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 from relay.deliveries.repository import DeliveryQuery
 from relay.deliveries.schemas import AttemptOut, DeliveryDetail, DeliveryOut
 from relay.deliveries.service import DeliveryService
+from relay.openapi import CONFLICT
 from relay.outbox.models import Delivery, DeliveryAttempt
 
 router = APIRouter(prefix="/v1", tags=["deliveries"], dependencies=[Depends(require_admin)])

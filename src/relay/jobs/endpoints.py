@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from relay.apikeys.auth import require_admin
-from relay.core.openapi import CONFLICT
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
 from relay.deliveries.endpoints import delivery_out
@@ -21,6 +20,7 @@ from relay.jobs.schemas import (
     RecoverIn,
 )
 from relay.jobs.service import JobService
+from relay.openapi import CONFLICT
 from relay.sources.repository import SourceRepository
 from relay.sources.service import SourceService
 

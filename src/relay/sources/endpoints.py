@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Response
 
 from relay.apikeys.auth import require_admin
-from relay.core.openapi import CONFLICT
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.db.session import DbSession
+from relay.openapi import CONFLICT
 from relay.sources.repository import SourceRepository
 from relay.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from relay.sources.service import SourceService, to_out
