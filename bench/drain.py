@@ -25,7 +25,7 @@ import orjson
 
 from bench.payloads import BRINGG_TOKEN, bringg_body, bringg_template
 from bench.procs import free_port
-from bench.run import ADMIN_TOKEN, DEFAULT_SERVER, SMOKE, Run
+from bench.run import DEFAULT_SERVER, SMOKE, Run, admin_client
 
 _PENDING = "SELECT count(*) FROM deliveries WHERE subscription_id = $1 AND status = 'pending'"
 
@@ -64,11 +64,7 @@ async def measure(
             subscriber.wait_listening(port)
             url = f"http://127.0.0.1:{port}"
             _serve, api_port = run.start_relay("relay-serve", "serve", "--no-dispatcher")
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{api_port}",
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                timeout=30,
-            ) as api:
+            async with admin_client(f"http://127.0.0.1:{api_port}") as api:
                 source = {"type": "header_token", "token": BRINGG_TOKEN}
                 await run.api(
                     api,

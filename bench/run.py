@@ -275,9 +275,7 @@ class Run:
         memory = MemorySampler(serve.pid)
         base = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient(
-                base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
-            ) as api:
+            async with admin_client(base) as api:
                 await self.api(
                     api,
                     "POST",
@@ -464,11 +462,7 @@ class Run:
         subscriber_port = free_port()
         out = self.workdir / "latency.json"
         try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}",
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                timeout=30,
-            ) as api:
+            async with admin_client(f"http://127.0.0.1:{port}") as api:
                 await self.set_matching(api, backlog_subscription, matching=False)
                 await self.subscription(
                     api,
@@ -522,11 +516,7 @@ class Run:
             "relay-serve-isolation", "serve", extra_env={"RELAY_DELIVERY_TIMEOUT": "3"}
         )
         try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}",
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                timeout=30,
-            ) as api:
+            async with admin_client(f"http://127.0.0.1:{port}") as api:
                 await self.set_matching(api, backlog_subscription, matching=False)
                 runs = {}
                 for name, bad in (("alone", 0), ("hanging", self.profile.isolation_hanging)):
@@ -712,6 +702,12 @@ SELECT $1 || lpad(g::text, 8, '0'), ev.ids[1 + g % array_length(ev.ids, 1)], $2,
 FROM generate_series($3::int + 1, $3::int + $4::int) AS g,
      (SELECT array_agg(id) AS ids FROM (SELECT id FROM events LIMIT 5000) AS recent) AS ev
 """
+
+
+def admin_client(base_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    )
 
 
 def _matching(matching: bool) -> dict[str, Any]:

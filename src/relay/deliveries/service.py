@@ -11,7 +11,7 @@ from relay.core.errors import Conflict, NotFound
 from relay.deliveries.repository import DeliveryQuery, DeliveryRepository
 from relay.outbox import transitions
 from relay.outbox.models import Delivery, DeliveryAttempt
-from relay.outbox.states import ENDS_PENDING_DELIVERIES, Liveness, liveness
+from relay.outbox.states import ENDS_PENDING_DELIVERIES, Liveness
 from relay.subscriptions.models import Subscription
 
 
@@ -51,9 +51,7 @@ class DeliveryService:
         delivery = await self.get(delivery_id)
         subscription = await self.session.get(Subscription, delivery.subscription_id)
         assert subscription is not None  # a delivery's subscription is only ever marked deleted
-        state = liveness(
-            deleted_at=subscription.deleted_at, state=subscription.state, active=subscription.active
-        )
+        state = subscription.liveness
         if state is Liveness.DELETED:
             raise Conflict(f"delivery '{delivery_id}' belongs to a deleted subscription")
         if state in ENDS_PENDING_DELIVERIES:

@@ -27,7 +27,7 @@ from relay.jobs.repository import EventWindow, JobRepository
 from relay.jobs.schemas import BulkReplayIn, RecoverIn
 from relay.outbox import health, transitions
 from relay.outbox.models import Delivery
-from relay.outbox.states import ENDS_PENDING_DELIVERIES, DeliveryStatus, Liveness, liveness
+from relay.outbox.states import ENDS_PENDING_DELIVERIES, DeliveryStatus, Liveness
 from relay.sources.repository import SourceRepository
 from relay.subscriptions.fanout import plan_deliveries
 from relay.subscriptions.matching import wants
@@ -44,16 +44,10 @@ class JobFailed(Exception):
     """A job cannot go on (its subscription was deleted or disabled meanwhile)."""
 
 
-def _liveness(subscription: Subscription) -> Liveness:
-    return liveness(
-        deleted_at=subscription.deleted_at, state=subscription.state, active=subscription.active
-    )
-
-
 def _why_not_live(subscription: Subscription) -> str | None:
     """Why a subscription takes no new deliveries; None when it does (a paused one does:
     they wait for its resume)."""
-    state = _liveness(subscription)
+    state = subscription.liveness
     if state in ENDS_PENDING_DELIVERIES:
         return (
             f"is {state.value} ({subscription.state_reason or 'by an admin'}): switch it back "
@@ -300,7 +294,7 @@ class JobBatches:
         subscription = await self.subscriptions.get(params["subscription_id"])
         if subscription is None:
             raise JobFailed(f"subscription '{params['subscription_id']}' was deleted")
-        if _liveness(subscription) is Liveness.DISABLED:
+        if subscription.liveness is Liveness.DISABLED:
             raise JobFailed(
                 f"subscription '{subscription.id}' was disabled "
                 f"({subscription.state_reason or 'by an admin'}); switch it back on and "

@@ -251,12 +251,12 @@ _CLAIM = text(
                e.type AS event_type, e.envelope, e.received_at AS event_received_at,
                src.slug AS source,
                s.url, s.headers, s.secret, s.previous_secret, s.previous_secret_expires_at,
-               s.retry_schedule, s.max_concurrency, s.state_reason,
-               {liveness_sql("s")} AS liveness
+               s.retry_schedule, s.max_concurrency, s.state_reason, l.liveness
         FROM leased
         JOIN events AS e ON e.id = leased.event_id
         JOIN sources AS src ON src.id = e.source_id
         JOIN subscriptions AS s ON s.id = leased.subscription_id
+        JOIN looked_at AS l ON l.subscription_id = leased.subscription_id
     ) AS claimed ON true
     """,  # noqa: S608 (formatted only with the module's own constants)
 ).columns(secret=EncryptedText(), previous_secret=EncryptedText(), headers=EncryptedJSON())

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from relay.core.crypto import EncryptedJSON, EncryptedText
 from relay.db.base import Base, TimestampMixin
-from relay.outbox.states import SubscriptionState
+from relay.outbox.states import Liveness, SubscriptionState, liveness
 
 SUBSCRIPTION_INVARIANTS = {
     "state": f"state IN ({', '.join(repr(value.value) for value in SubscriptionState)})",
@@ -56,3 +56,7 @@ class Subscription(TimestampMixin, Base):
     failing_since: Mapped[datetime | None] = mapped_column(nullable=True)
     breaker_open_until: Mapped[datetime | None] = mapped_column(nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    @property
+    def liveness(self) -> Liveness:
+        return liveness(deleted_at=self.deleted_at, state=self.state, active=self.active)
