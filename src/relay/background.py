@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relay.core.settings import Settings
 from relay.dispatcher.worker import Dispatcher
 from relay.jobs.runner import JobRunner
+from relay.outbox.wakeup import DeliveryWakeup
 from relay.retention.service import Purger
 
 
@@ -22,8 +23,11 @@ class BackgroundWork:
         database_url: str,
         *,
         name: str | None = None,
+        wakeup: DeliveryWakeup | None = None,
     ) -> None:
-        self.dispatcher = Dispatcher(settings, session_factory, database_url, name=name)
+        self.dispatcher = Dispatcher(
+            settings, session_factory, database_url, name=name, wakeup=wakeup
+        )
         self.jobs = JobRunner(settings, session_factory, worker=self.dispatcher.name)
         self.purger = Purger(settings, session_factory)
 

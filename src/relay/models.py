@@ -3,7 +3,7 @@
 from relay.apikeys.models import ApiKey
 from relay.db.base import Base
 from relay.events.models import DedupeKey, Event
-from relay.ingest.models import RequestLog
+from relay.ingest.models import ConfigVersion, RequestLog
 from relay.jobs.models import FAILED_DELIVERIES_INDEX, Job
 from relay.outbox.models import Delivery, DeliveryAttempt, SubscriptionThrottle
 from relay.retention.models import ATTEMPT_BODIES_INDEX
@@ -16,6 +16,7 @@ __all__ = [
     "ATTEMPT_BODIES_INDEX",
     "FAILED_DELIVERIES_INDEX",
     "ApiKey",
+    "ConfigVersion",
     "DedupeKey",
     "Delivery",
     "DeliveryAttempt",

@@ -15,13 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relay.app import create_app
 from relay.core.logging import configure_logging
 from relay.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.support.relay import (
     create_routestripe_source,
     post_routestripe,
+    relay_client,
     routestripe_batch,
     visit_event,
 )
@@ -36,15 +36,9 @@ async def relay_with_dispatcher(
     fast = settings.model_copy(
         update={"dispatcher_poll_interval": 0.2, "delivery_timeout": 5.0, "shutdown_grace": 2.0}
     )
-    app = create_app(fast, database_url=database_url, run_dispatcher=dispatcher)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://relay.test",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        ) as http,
-    ):
+    async with relay_client(
+        fast, database_url, admin_token=ADMIN_TOKEN, run_dispatcher=dispatcher
+    ) as http:
         yield http
 
 

@@ -108,10 +108,12 @@ async def relay_client(
     *,
     admin_token: str | None = None,
     remote: tuple[str, int] = ("127.0.0.1", 123),
+    run_dispatcher: bool = False,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process; requests carry the admin token when one is given, and come from
-    `remote` as the server sees it."""
-    app = create_app(settings, database_url=database_url)
+    """The app in-process (with its own dispatcher if `run_dispatcher`, as `relay serve`);
+    requests carry the admin token when one is given, and come from `remote` as the server
+    sees it."""
+    app = create_app(settings, database_url=database_url, run_dispatcher=run_dispatcher)
     headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
     async with (
         app.router.lifespan_context(app),

@@ -198,10 +198,27 @@ async def database_or_internal(request: Request, exc: Exception) -> JSONResponse
     return error_response(500, "internal_error", "internal error; see the relay's log")
 
 
+async def relay_error(_request: Request, exc: RelayError) -> JSONResponse:
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def encryption_error(request: Request, exc: EncryptionError) -> JSONResponse:
+    # The operator's to fix, not the caller's; the message names no secret.
+    log.error("encryption_error", path=request.url.path, error=str(exc))
+    return error_response(500, "encryption_error", str(exc))
+
+
+async def answer_exception(request: Request, exc: Exception) -> JSONResponse:
+    """What the app's handlers answer for `exc`, for a path served outside FastAPI's stack."""
+    if isinstance(exc, RelayError):
+        return await relay_error(request, exc)
+    if isinstance(exc, EncryptionError):
+        return await encryption_error(request, exc)
+    return await database_or_internal(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RelayError)
-    async def _relay_error(_request: Request, exc: RelayError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+    app.add_exception_handler(RelayError, relay_error)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -219,11 +236,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(EncryptionError)
-    async def _encryption_error(request: Request, exc: EncryptionError) -> JSONResponse:
-        # The operator's to fix, not the caller's; the message names no secret.
-        log.error("encryption_error", path=request.url.path, error=str(exc))
-        return error_response(500, "encryption_error", str(exc))
+    app.add_exception_handler(EncryptionError, encryption_error)  # type: ignore[arg-type]
 
     # Registered per class so the exception stops here; a handler for bare Exception runs in
     # Starlette's outermost middleware, which re-raises to the server after answering.

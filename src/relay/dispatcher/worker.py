@@ -27,7 +27,7 @@ from relay.core.ids import new_id
 from relay.core.logging import REDACTED, get_logger, redact
 from relay.core.netguard import DestinationPolicy
 from relay.core.settings import Settings
-from relay.dispatcher.listener import NotificationListener
+from relay.db.listen import ChannelListener
 from relay.dispatcher.recorder import OutcomeRecorder
 from relay.dispatcher.sender import (
     AttemptResult,
@@ -43,7 +43,8 @@ from relay.outbox.claim import ClaimBatch, ClaimedDelivery, claim
 from relay.outbox.health import BreakerPolicy, SubscriptionHealth
 from relay.outbox.retry import Outcome, decide_next
 from relay.outbox.states import DeliveryStatus, Liveness
-from relay.outbox.transitions import AttemptOutcome
+from relay.outbox.transitions import NOTIFY_CHANNEL, AttemptOutcome
+from relay.outbox.wakeup import DeliveryWakeup
 
 log = get_logger(__name__)
 
@@ -65,8 +66,12 @@ class Dispatcher:
         name: str | None = None,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wakeup: DeliveryWakeup | None = None,
     ) -> None:
+        """`wakeup` is the process's own, when it also ingests: its webhooks wake this
+        dispatcher directly, not through a NOTIFY."""
         self.settings = settings
+        self.wakeup = wakeup
         self.session_factory = session_factory
         self.database_url = database_url
         self.name = name or worker_name()
@@ -103,7 +108,15 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Claims and sends until `stop()`; then shuts down gracefully."""
-        listener = NotificationListener(self.database_url, self.wake)
+        if self.wakeup is not None:
+            self.wakeup.subscribe(self.wake)
+        listener = ChannelListener(
+            self.database_url,
+            NOTIFY_CHANNEL,
+            on_notify=self._notified,
+            # Whatever was notified while the connection was down is picked up by claiming now.
+            on_connected=self.wake.set,
+        )
         listen_task = asyncio.create_task(listener.run(), name="relay-listener")
         upkeep_task = asyncio.create_task(self._upkeep_loop(), name="relay-upkeep")
         log.info("dispatcher_started", worker=self.name)
@@ -113,9 +126,16 @@ class Dispatcher:
             listen_task.cancel()
             upkeep_task.cancel()
             await asyncio.gather(listen_task, upkeep_task, return_exceptions=True)
+            if self.wakeup is not None:
+                self.wakeup.unsubscribe(self.wake)
             await self._shutdown()
             await self.client.aclose()
             log.info("dispatcher_stopped", worker=self.name, delivered=self.delivered)
+
+    def _notified(self, origin: str) -> None:
+        # This process's own webhooks have already woken it, directly.
+        if self.wakeup is None or origin != self.wakeup.origin:
+            self.wake.set()
 
     async def _claim_loop(self) -> None:
         while not self.stopping.is_set():
@@ -163,9 +183,9 @@ class Dispatcher:
         task.add_done_callback(lambda _task: self._done(claimed))
 
     def _done(self, claimed: ClaimedDelivery) -> None:
-        self.in_flight.pop(claimed.id, None)
-        self.shares.forget(claimed.id)
-        self.wake.set()
+        if self.in_flight.pop(claimed.id, None) is not None:
+            self.shares.forget(claimed.id)
+            self.wake.set()
 
     async def _handle(self, claimed: ClaimedDelivery) -> None:
         if claimed.liveness in (Liveness.DELETED, Liveness.DISABLED):
@@ -208,6 +228,10 @@ class Dispatcher:
         recording = asyncio.create_task(self._record(claimed, attempt_number, result))
         self.recording[claimed.id] = recording
         recording.add_done_callback(lambda _task: self.recording.pop(claimed.id, None))
+        # The slot is free as soon as the answer is in, not once the outcome is written: the
+        # next claim overlaps that write. The delivery stays leased until then, so the claim
+        # still counts it against its subscription's limits and order.
+        self._done(claimed)
         await asyncio.shield(recording)
 
     async def _record(
@@ -320,16 +344,16 @@ class Dispatcher:
 
     async def _shutdown(self) -> None:
         """Lets requests in flight finish for a bounded time, then gives the rest back."""
-        if not self.in_flight:
-            return
         deadline = time.monotonic() + self.settings.shutdown_grace
-        pending = list(self.in_flight.values())
-        log.info("dispatcher_draining", in_flight=len(pending))
-        _done, unfinished = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
-        unfinished_ids = [task.get_name().removeprefix("deliver-") for task in unfinished]
-        for task in unfinished:
-            task.cancel()
-        await asyncio.gather(*unfinished, return_exceptions=True)
+        unfinished_ids: list[str] = []
+        if self.in_flight:
+            pending = list(self.in_flight.values())
+            log.info("dispatcher_draining", in_flight=len(pending))
+            _done, unfinished = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
+            unfinished_ids = [task.get_name().removeprefix("deliver-") for task in unfinished]
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
         # A delivery whose request was answered is still writing its outcome. It is never
         # given back: handed to another worker before that write, it would be sent again. If
         # the write outlasts the grace period, its lease runs out instead, as if we had died.

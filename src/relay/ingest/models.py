@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,3 +59,17 @@ class RequestLog(Base):
     event_ids: Mapped[list[str]] = mapped_column(
         ARRAY(String(40)), nullable=False, server_default="{}"
     )
+
+
+class ConfigVersion(Base):
+    """One row whose number goes up whenever what the ingest reads of sources and
+    subscriptions changes (triggers of migration 0009). The ingest keeps that configuration
+    in memory, and writes a webhook only if the number it was read at is still current (see
+    directory.py). The row may be missing (a test empties every table): both sides read it as
+    0 then."""
+
+    __tablename__ = "config_version"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -24,7 +24,6 @@ from relay.ingest.models import RequestLog
 from relay.outbox.states import TAKES_NEW_DELIVERIES, liveness_in_sql
 from relay.outbox.transitions import (
     INSERT_PLANNED,
-    NOTIFY_CHANNEL,
     PlannedDelivery,
     planned_params,
 )
@@ -66,6 +65,8 @@ class SourceRow:
     rate_limit_per_second: float | None
     verification_token: str
     mapping_json: str
+    # The configuration's number when this was read (see ConfigVersion).
+    config_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,19 @@ class RequestLogRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookToStore:
+    """A verified, parsed webhook: its request log row, its events if their keys are fresh,
+    and the deliveries of those events."""
+
+    row: RequestLogRow
+    vendor: str
+    config_version: int
+    total_events: int
+    events: Sequence[PlannedEvent]
+    deliveries: Sequence[PlannedDelivery]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredWebhook:
     """What the store statement wrote: the events not seen before, in the order given."""
 
@@ -126,11 +140,15 @@ class StoredWebhook:
     deliveries: int
 
 
+# The configuration's number, as both the lookup and the store read it.
+_CONFIG_VERSION = "coalesce((SELECT version FROM config_version), 0)"
+
 # The live subscriptions ride along with the source lookup, as one JSON document, so the
 # ingest pays one round trip for both; fan-out needs them once the body is verified.
 _LOOKUP = text(
     f"""
-    SELECT s.id, s.slug, s.vendor, s.active, s.rate_limit_per_second,
+    SELECT {_CONFIG_VERSION} AS config_version,
+           s.id, s.slug, s.vendor, s.active, s.rate_limit_per_second,
            s.verification #>> '{{}}' AS verification_token, s.mapping::text AS mapping_json,
            (SELECT coalesce(json_agg(json_build_object(
                        'id', sub.id, 'event_types', sub.event_types, 'vendors', sub.vendors,
@@ -155,61 +173,85 @@ _RECORD = text(
     bindparam("received_at", type_=DateTime(timezone=True)), bindparam("body", type_=LargeBinary())
 )
 
+# Several webhooks in one statement (group commit, see batcher.py), each with its own request
+# log row, events and deliveries. A webhook is written only if the configuration it was
+# verified and fanned out with is still current (its `config_version`); the others are left
+# out of the result, to be handled again with the configuration as it is now.
 # Dedupe keys first: a key another request already holds makes its event a duplicate (a
-# concurrent request with the same key waits on the unique index until that one commits).
-# Keys go in sorted, so two requests sharing several keys wait on them in the same order
-# instead of deadlocking.
-# Only events whose key was fresh are inserted, and only their deliveries; the request log
-# row comes last so that its verdict and counts describe what was stored.
+# concurrent request with the same key waits on the unique index until that one commits), and
+# of two webhooks in the same statement sharing a key the first wins. Keys go in sorted, so two
+# statements sharing several keys wait on them in the same order instead of deadlocking. Only
+# events whose key was fresh are inserted, and only their deliveries; the request log rows come
+# last so that their verdicts and counts describe what was stored. No NOTIFY here: it would
+# make every commit queue on PostgreSQL's notify lock (see outbox/wakeup.py).
 _STORE = text(
     f"""
-    WITH fresh AS (
+    WITH requests AS (
+        SELECT *
+        FROM unnest(
+            CAST(:r_ids AS text[]), CAST(:r_source_ids AS text[]), CAST(:r_slugs AS text[]),
+            CAST(:r_received_ats AS timestamptz[]), CAST(:r_vendors AS text[]),
+            CAST(:r_reasons AS text[]), CAST(:r_body_sizes AS integer[]),
+            CAST(:r_content_types AS text[]), CAST(:r_remote_addrs AS text[]),
+            CAST(:r_headers AS jsonb[]), CAST(:r_bodies AS bytea[]), CAST(:r_totals AS integer[]),
+            CAST(:r_config_versions AS bigint[])
+        ) AS r(id, source_id, slug, received_at, vendor, reason, body_size, content_type,
+               remote_addr, headers, body, total, config_version)
+        WHERE r.config_version = {_CONFIG_VERSION}
+    ), offered AS (
+        SELECT e.*, r.source_id, r.vendor, r.received_at
+        FROM unnest(
+            CAST(:e_request_ids AS text[]), CAST(:keys AS text[]), CAST(:event_ids AS text[]),
+            CAST(:types AS text[]), CAST(:names AS text[]), CAST(:vendor_event_ids AS text[]),
+            CAST(:subject_kinds AS text[]), CAST(:subject_ids AS text[]),
+            CAST(:occurred_ats AS timestamptz[]), CAST(:envelopes AS text[])
+        ) WITH ORDINALITY AS e(request_id, key, id, type, name, vendor_event_id, subject_kind,
+                               subject_id, occurred_at, envelope, position)
+        JOIN requests AS r ON r.id = e.request_id
+    ), fresh AS (
         INSERT INTO dedupe_keys (source_id, key, event_id, created_at)
-        SELECT :source_id, k.key, k.event_id, :received_at
-        FROM unnest(CAST(:keys AS text[]), CAST(:event_ids AS text[])) AS k(key, event_id)
-        ORDER BY k.key
+        SELECT source_id, key, id, received_at
+        FROM offered
+        ORDER BY source_id, key, position
         ON CONFLICT (source_id, key) DO NOTHING
         RETURNING event_id
     ), incoming AS (
-        SELECT e.*
-        FROM unnest(
-            CAST(:event_ids AS text[]), CAST(:types AS text[]), CAST(:names AS text[]),
-            CAST(:vendor_event_ids AS text[]), CAST(:subject_kinds AS text[]),
-            CAST(:subject_ids AS text[]), CAST(:occurred_ats AS timestamptz[]),
-            CAST(:envelopes AS text[])
-        ) WITH ORDINALITY AS e(id, type, name, vendor_event_id, subject_kind, subject_id,
-                               occurred_at, envelope, position)
-        JOIN fresh ON fresh.event_id = e.id
+        SELECT offered.* FROM offered JOIN fresh ON fresh.event_id = offered.id
     ), stored AS (
         INSERT INTO events (id, source_id, request_id, type, vendor, vendor_event_name,
                             vendor_event_id, subject_kind, subject_id, occurred_at,
                             received_at, envelope)
-        SELECT id, :source_id, :id, type, :vendor, name, vendor_event_id, subject_kind,
-               subject_id, occurred_at, :received_at, envelope
+        SELECT id, source_id, request_id, type, vendor, name, vendor_event_id, subject_kind,
+               subject_id, occurred_at, received_at, envelope
         FROM incoming
-        RETURNING id
+        RETURNING id, received_at
     ), planned AS ({INSERT_PLANNED}), summary AS (
-        SELECT count(*) AS accepted,
-               coalesce(array_agg(id ORDER BY position), '{{}}') AS event_ids
-        FROM incoming
+        SELECT r.id,
+               count(incoming.id) AS accepted,
+               coalesce(array_agg(incoming.id ORDER BY incoming.position)
+                        FILTER (WHERE incoming.id IS NOT NULL), '{{}}') AS event_ids,
+               (SELECT count(*) FROM planned JOIN incoming AS i ON i.id = planned.event_id
+                WHERE i.request_id = r.id) AS deliveries
+        FROM requests AS r LEFT JOIN incoming ON incoming.request_id = r.id
+        GROUP BY r.id
+    ), logged AS (
+        INSERT INTO inbound_requests (id, source_id, slug, received_at, verdict, reason,
+                                      status_code, body_size, content_type, remote_addr,
+                                      headers, body, accepted_count, duplicate_count, event_ids)
+        SELECT r.id, r.source_id, r.slug, r.received_at,
+               CASE WHEN summary.accepted > 0 OR r.total = 0 THEN 'accepted'
+                    ELSE 'duplicate' END,
+               r.reason, 200, r.body_size, r.content_type, r.remote_addr, r.headers, r.body,
+               summary.accepted, r.total - summary.accepted, summary.event_ids
+        FROM requests AS r JOIN summary ON summary.id = r.id
+        RETURNING id, verdict
     )
-    INSERT INTO inbound_requests (id, source_id, slug, received_at, verdict, reason, status_code,
-                                  body_size, content_type, remote_addr, headers, body,
-                                  accepted_count, duplicate_count, event_ids)
-    SELECT :id, :source_id, :slug, :received_at,
-           CASE WHEN summary.accepted > 0 OR :total = 0 THEN 'accepted' ELSE 'duplicate' END,
-           :reason, 200, :body_size, :content_type, :remote_addr, CAST(:headers AS jsonb),
-           :body, summary.accepted, :total - summary.accepted, summary.event_ids
-    FROM summary
-    RETURNING verdict, event_ids,
-              (SELECT count(*) FROM planned) AS deliveries,
-              -- NOTIFY is sent when the statement commits: a wake-up only when there is work.
-              (SELECT count(pg_notify(:channel, ''))
-               FROM (SELECT 1 FROM planned LIMIT 1) AS any_delivery) AS woken
+    SELECT logged.id, logged.verdict, summary.event_ids, summary.deliveries
+    FROM logged JOIN summary ON summary.id = logged.id
     """  # noqa: S608 (formatted only with the outbox's own constants)
 ).bindparams(
-    bindparam("received_at", type_=DateTime(timezone=True)),
-    bindparam("body", type_=LargeBinary()),
+    bindparam("r_received_ats", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("r_bodies", type_=ARRAY(LargeBinary())),
     bindparam("occurred_ats", type_=ARRAY(DateTime(timezone=True))),
     bindparam("delivery_event_timestamps", type_=ARRAY(DateTime(timezone=True))),
     bindparam("keys", type_=ARRAY(String())),
@@ -264,6 +306,7 @@ class IngestRepository:
             rate_limit_per_second=row.rate_limit_per_second,
             verification_token=row.verification_token,
             mapping_json=row.mapping_json,
+            config_version=row.config_version,
         )
         return source, _targets(row.subscriptions_json)
 
@@ -271,32 +314,43 @@ class IngestRepository:
         """A request that stored no event: rejected, invalid, or a vendor's ping."""
         await self.connection.execute(_RECORD, _log_params(row))
 
-    async def store(
-        self,
-        row: RequestLogRow,
-        *,
-        vendor: str,
-        total_events: int,
-        events: Sequence[PlannedEvent],
-        deliveries: Sequence[PlannedDelivery],
-    ) -> StoredWebhook:
-        params = _log_params(row)
-        params.update(
-            channel=NOTIFY_CHANNEL,
-            vendor=vendor,
-            total=total_events,
-            keys=[event.dedupe_key for event in events],
-            event_ids=[event.id for event in events],
-            types=[event.type for event in events],
-            names=[event.vendor_event_name for event in events],
-            vendor_event_ids=[event.vendor_event_id for event in events],
-            subject_kinds=[event.subject_kind for event in events],
-            subject_ids=[event.subject_id for event in events],
-            occurred_ats=[event.occurred_at for event in events],
-            envelopes=[event.envelope for event in events],
-            **planned_params(deliveries),
-        )
-        result = (await self.connection.execute(_STORE, params)).one()
-        return StoredWebhook(
-            verdict=result.verdict, event_ids=list(result.event_ids), deliveries=result.deliveries
-        )
+    async def store(self, webhooks: Sequence[WebhookToStore]) -> list[StoredWebhook | None]:
+        """Stores the webhooks in one statement; the results are in the order given, None for
+        each webhook whose configuration changed since it was read (nothing of it written)."""
+        rows = [webhook.row for webhook in webhooks]
+        events = [(webhook.row.id, event) for webhook in webhooks for event in webhook.events]
+        params: dict[str, Any] = {
+            "r_ids": [row.id for row in rows],
+            "r_source_ids": [row.source_id for row in rows],
+            "r_slugs": [row.slug for row in rows],
+            "r_received_ats": [row.received_at for row in rows],
+            "r_vendors": [webhook.vendor for webhook in webhooks],
+            "r_reasons": [row.reason for row in rows],
+            "r_body_sizes": [row.body_size for row in rows],
+            "r_content_types": [row.content_type for row in rows],
+            "r_remote_addrs": [row.remote_addr for row in rows],
+            "r_headers": [dumps(row.headers).decode() for row in rows],
+            "r_bodies": [row.body for row in rows],
+            "r_totals": [webhook.total_events for webhook in webhooks],
+            "r_config_versions": [webhook.config_version for webhook in webhooks],
+            "e_request_ids": [request_id for request_id, _ in events],
+            "keys": [event.dedupe_key for _, event in events],
+            "event_ids": [event.id for _, event in events],
+            "types": [event.type for _, event in events],
+            "names": [event.vendor_event_name for _, event in events],
+            "vendor_event_ids": [event.vendor_event_id for _, event in events],
+            "subject_kinds": [event.subject_kind for _, event in events],
+            "subject_ids": [event.subject_id for _, event in events],
+            "occurred_ats": [event.occurred_at for _, event in events],
+            "envelopes": [event.envelope for _, event in events],
+            **planned_params([item for webhook in webhooks for item in webhook.deliveries]),
+        }
+        results = {
+            result.id: StoredWebhook(
+                verdict=result.verdict,
+                event_ids=list(result.event_ids),
+                deliveries=result.deliveries,
+            )
+            for result in await self.connection.execute(_STORE, params)
+        }
+        return [results.get(row.id) for row in rows]

@@ -2,15 +2,15 @@
 
 Every outcome is written by one statement in autocommit (see repository.py): the request log
 row alone for a rejection, or the request log row, the events, their dedupe keys and their
-deliveries (the outbox) together. The endpoint answers only after that statement returned,
-so a 200 means all of it is durable, and a failure before leaves nothing behind.
+deliveries (the outbox) together, in a statement shared with the webhooks that arrived at the
+same moment (batcher.py). The endpoint answers only after that statement returned, so a 200
+means all of it is durable, and a failure before leaves nothing behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,8 @@ from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
 from relay.core.logging import get_logger, is_secret_key
 from relay.events.envelope import build_envelope
+from relay.ingest.batcher import GroupCommit
+from relay.ingest.directory import SourceDirectory
 from relay.ingest.models import (
     CONTENT_TYPE_LENGTH,
     HEADER_COUNT,
@@ -32,21 +34,19 @@ from relay.ingest.repository import (
     IngestRepository,
     PlannedEvent,
     RequestLogRow,
-    SourceRow,
     SubscriptionTarget,
+    WebhookToStore,
 )
+from relay.ingest.source import IngestSource
 from relay.observability import metrics
-from relay.sources.service import parsed_configuration
 from relay.subscriptions.fanout import plan_deliveries
 from relay.vendors.base import (
     InboundRequest,
-    MappingOverrides,
     NormalizedEvent,
     ParsedWebhook,
     PayloadError,
 )
 from relay.vendors.registry import VENDORS
-from relay.verification.schemes import SourceVerification
 from relay.verification.verify import VerifiableRequest, verify
 
 log = get_logger(__name__)
@@ -54,6 +54,8 @@ log = get_logger(__name__)
 REDACTED = "[redacted]"
 # How many event ids an ingest log line names; the others are counted.
 LOGGED_EVENT_IDS = 10
+# How many times one webhook is handled again because the configuration changed under it.
+CONFIG_ATTEMPTS = 3
 
 
 class Verdict:
@@ -81,35 +83,11 @@ class IngestOutcome:
     status_code: int
     verdict: str
     reason: str
+    # The error code of a refusal, answered with `reason` as its message.
+    error: str | None = None
     accepted: int = 0
     duplicates: int = 0
     event_ids: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class IngestSource:
-    """A source as the ingest uses it, credentials decrypted and mapping parsed."""
-
-    id: str
-    slug: str
-    vendor: str
-    active: bool
-    rate_limit_per_second: float | None
-    verification: SourceVerification
-    overrides: MappingOverrides
-
-    @classmethod
-    def of(cls, row: SourceRow) -> IngestSource:
-        verification, overrides = parsed_configuration(row.verification_token, row.mapping_json)
-        return cls(
-            id=row.id,
-            slug=row.slug,
-            vendor=row.vendor,
-            active=row.active,
-            rate_limit_per_second=row.rate_limit_per_second,
-            verification=verification,
-            overrides=overrides,
-        )
 
 
 def fitted(value: str, length: int) -> str:
@@ -137,27 +115,30 @@ def loggable_headers(headers: dict[str, str], source: IngestSource) -> dict[str,
 
 class IngestService:
     """Each method takes a connection for its one statement and gives it back at once, so no
-    connection is held while a client sends its body."""
+    connection is held while a client sends its body. One per app: the sources it reads are
+    cached by `directory`, and the webhooks it stores are grouped by `group_commit`."""
 
-    def __init__(self, engine: AsyncEngine, *, max_json_depth: int) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        directory: SourceDirectory,
+        group_commit: GroupCommit,
+        max_json_depth: int,
+    ) -> None:
         self.engine = engine
+        self.directory = directory
+        self.group_commit = group_commit
         self.max_json_depth = max_json_depth
 
-    @asynccontextmanager
-    async def _repository(self) -> AsyncIterator[IngestRepository]:
-        async with self.engine.connect() as connection:
-            yield IngestRepository(connection)
-
-    async def lookup(self, slug: str) -> tuple[IngestSource, Sequence[SubscriptionTarget]] | None:
-        async with self._repository() as repository:
-            found = await repository.lookup(slug)
-        if found is None:
-            return None
-        return IngestSource.of(found[0]), found[1]
+    async def lookup(
+        self, slug: str, *, fresh: bool = False
+    ) -> tuple[IngestSource, Sequence[SubscriptionTarget]] | None:
+        return await self.directory.lookup(slug, fresh=fresh)
 
     async def _record(self, row: RequestLogRow) -> None:
-        async with self._repository() as repository:
-            await repository.record(row)
+        async with self.engine.connect() as connection:
+            await IngestRepository(connection).record(row)
 
     async def record_rejection(
         self,
@@ -182,6 +163,40 @@ class IngestService:
         source: IngestSource,
         subscriptions: Sequence[SubscriptionTarget],
     ) -> IngestOutcome:
+        """Handles the webhook with `source` and `subscriptions` as they were read, and again
+        with a fresh read whenever the configuration changed before it was stored (see
+        directory.py): what is stored always follows the configuration of its commit."""
+        for _ in range(CONFIG_ATTEMPTS):
+            outcome = await self._ingest_with(webhook, source, subscriptions)
+            if outcome is not None:
+                return outcome
+            found = await self.directory.lookup(source.slug, fresh=True)
+            if found is None:
+                reason = f"no source with slug '{source.slug}'"
+                return IngestOutcome(404, Verdict.REJECTED, reason, error="unknown_source")
+            source, subscriptions = found
+            if not source.active:
+                return await self.record_inactive(webhook, source)
+        reason = "the relay's configuration kept changing while this webhook was stored; retry"
+        return IngestOutcome(503, Verdict.REJECTED, reason, error="configuration_changing")
+
+    async def record_inactive(
+        self, webhook: IncomingWebhook, source: IngestSource
+    ) -> IngestOutcome:
+        outcome = await self.record_rejection(
+            webhook, source, status_code=403, reason="source is inactive"
+        )
+        return replace(
+            outcome, reason=f"source '{source.slug}' is inactive", error="source_inactive"
+        )
+
+    async def _ingest_with(
+        self,
+        webhook: IncomingWebhook,
+        source: IngestSource,
+        subscriptions: Sequence[SubscriptionTarget],
+    ) -> IngestOutcome | None:
+        """None when the configuration changed since `source` was read."""
         verdict = verify(
             source.verification,
             VerifiableRequest(body=webhook.body, headers=webhook.headers, query=webhook.query),
@@ -189,8 +204,15 @@ class IngestService:
             now=webhook.received_at,
         )
         if not verdict.ok:
-            return await self.record_rejection(
+            if await self.directory.changed_since(source):
+                return None
+            outcome = await self.record_rejection(
                 webhook, source, status_code=401, reason=verdict.reason
+            )
+            return replace(
+                outcome,
+                reason=f"request not authenticated: {verdict.reason}",
+                error="unauthorized",
             )
 
         try:
@@ -204,6 +226,8 @@ class IngestService:
                 source.overrides,
             )
         except PayloadError as exc:
+            if await self.directory.changed_since(source):
+                return None
             await self._record(
                 self._log_row(
                     webhook,
@@ -218,7 +242,7 @@ class IngestService:
             metrics.current().inbound_request(
                 source=source.slug, vendor=source.vendor, verdict=Verdict.INVALID
             )
-            return IngestOutcome(status_code=400, verdict=Verdict.INVALID, reason=str(exc))
+            return IngestOutcome(400, Verdict.INVALID, str(exc), error="invalid_body")
 
         if parsed.kind == "ping":
             await self._record(
@@ -245,7 +269,7 @@ class IngestService:
         source: IngestSource,
         parsed: ParsedWebhook,
         subscriptions: Sequence[SubscriptionTarget],
-    ) -> IngestOutcome:
+    ) -> IngestOutcome | None:
         unique: dict[str, NormalizedEvent] = {}
         for event in parsed.events:
             unique.setdefault(event.dedupe_key, event)
@@ -284,14 +308,18 @@ class IngestService:
             keep_body=True,
         )
         deliveries = plan_deliveries(subscriptions, envelopes)
-        async with self._repository() as repository:
-            stored = await repository.store(
-                row,
+        stored = await self.group_commit.store(
+            WebhookToStore(
+                row=row,
                 vendor=source.vendor,
+                config_version=source.config_version,
                 total_events=len(parsed.events),
                 events=planned,
                 deliveries=deliveries,
             )
+        )
+        if stored is None:
+            return None
         accepted = len(stored.event_ids)
         duplicates = len(parsed.events) - accepted
         log.info(

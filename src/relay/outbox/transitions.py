@@ -52,19 +52,19 @@ class PlannedDelivery:
 
 # The ingest writes its deliveries inside its own single statement (see ingest/repository.py):
 # this is that statement's step, joined to the CTE named `stored` that holds the events it
-# inserted, so only fresh events get deliveries. A delivery for a subscription whose backlog
-# is parked (over its limits, or hanging) is written parked, behind that backlog: it never
-# enters the due index, where the claim would only have to park it (a thousand a second for
-# fifty hanging subscribers). Claims go on looking behind a flag lowered while this statement
-# ran (claim.LOWERED_WATCH), and the upkeep raises a flag again over anything found parked
-# without one (`raise_parked_flags`).
+# inserted (their `id` and `received_at`), so only fresh events get deliveries, due when their
+# event was received. A delivery for a subscription whose backlog is parked (over its limits,
+# or hanging) is written parked, behind that backlog: it never enters the due index, where the
+# claim would only have to park it (a thousand a second for fifty hanging subscribers). Claims
+# go on looking behind a flag lowered while this statement ran (claim.LOWERED_WATCH), and the
+# upkeep raises a flag again over anything found parked without one (`raise_parked_flags`).
 INSERT_PLANNED = """
     INSERT INTO deliveries (id, event_id, subscription_id, status, held, parked, attempts,
                             next_attempt_at, subject_key, event_timestamp, created_at,
                             updated_at)
     SELECT d.id, d.event_id, d.subscription_id, 'pending', false,
-           coalesce(t.parked, false), 0, :received_at,
-           d.subject_key, d.event_timestamp, :received_at, :received_at
+           coalesce(t.parked, false), 0, stored.received_at,
+           d.subject_key, d.event_timestamp, stored.received_at, stored.received_at
     FROM unnest(
         CAST(:delivery_ids AS text[]), CAST(:delivery_event_ids AS text[]),
         CAST(:delivery_subscription_ids AS text[]), CAST(:delivery_subject_keys AS text[]),
@@ -72,7 +72,7 @@ INSERT_PLANNED = """
     ) AS d(id, event_id, subscription_id, subject_key, event_timestamp)
     JOIN stored ON stored.id = d.event_id
     LEFT JOIN subscription_throttles AS t ON t.subscription_id = d.subscription_id
-    RETURNING 1
+    RETURNING event_id
 """
 
 

@@ -1,12 +1,15 @@
-"""LISTEN on a dedicated connection so a delivery leaves milliseconds after its ingest commits.
+"""LISTEN on one channel, on a dedicated connection that reconnects when it drops.
 
-A notification is only a hint to claim now; the dispatcher polls as well, so a lost
-notification or a dead connection delays work by one poll interval at most.
+A notification is only ever a hint (claim now, reload now): whoever listens also has another
+way to find out, so a notification lost while the connection was down costs a delay, never
+correctness. `on_connected` runs each time the connection is (re)established, since whatever
+was notified while it was down was missed.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -14,7 +17,6 @@ from sqlalchemy.engine import make_url
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from relay.core.logging import get_logger
-from relay.outbox.transitions import NOTIFY_CHANNEL
 
 log = get_logger(__name__)
 
@@ -31,28 +33,40 @@ def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
     return {key: value for key, value in args.items() if value is not None}
 
 
-class NotificationListener:
-    def __init__(self, database_url: str, wake: asyncio.Event) -> None:
+class ChannelListener:
+    def __init__(
+        self,
+        database_url: str,
+        channel: str,
+        *,
+        on_notify: Callable[[str], None],
+        on_connected: Callable[[], None],
+        on_lost: Callable[[], None] = lambda: None,
+    ) -> None:
         self.connect_args = asyncpg_connect_args(database_url)
-        self.wake = wake
+        self.channel = channel
+        self.on_notify = on_notify
+        self.on_connected = on_connected
+        self.on_lost = on_lost
         self.connected = asyncio.Event()
 
-    def _on_notify(self, *_args: object) -> None:
-        self.wake.set()
+    def _received(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        self.on_notify(payload)
 
     async def _listen_once(self) -> None:
         connection = await asyncpg.connect(**self.connect_args, timeout=10)
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _connection: lost.set())
         try:
-            await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await connection.add_listener(self.channel, self._received)
             self.connected.set()
-            # Whatever arrived while we were not listening is picked up by claiming now.
-            self.wake.set()
-            log.info("listener_connected", channel=NOTIFY_CHANNEL)
+            self.on_connected()
+            log.info("listener_connected", channel=self.channel)
             await lost.wait()
         finally:
-            self.connected.clear()
+            if self.connected.is_set():
+                self.connected.clear()
+                self.on_lost()
             if not connection.is_closed():
                 await connection.close(timeout=2)
         raise ConnectionError("notification connection lost")
@@ -64,6 +78,7 @@ class NotificationListener:
             wait=wait_exponential(multiplier=0.2, max=10),
             before_sleep=lambda state: log.warning(
                 "listener_reconnecting",
+                channel=self.channel,
                 attempt=state.attempt_number,
                 error=type(state.outcome.exception()).__name__ if state.outcome else None,
             ),
