@@ -215,21 +215,11 @@ def sources_rotate(
 # Subscriptions
 
 
-def subscription_state(subscription: dict[str, Any]) -> str:
-    """One word for `state`, `active` and `deleted` together, in the relay's order: deleted, then
-    disabled, then paused (`active` false, whatever the breaker says), then the breaker's state."""
-    if subscription.get("deleted"):
-        return "deleted"
-    if subscription["state"] == "disabled":
-        return "disabled"
-    return str(subscription["state"]) if subscription["active"] else "paused"
-
-
 _SUBSCRIPTION_COLUMNS = (
     ("ID", lambda s: s["id"]),
     ("URL", lambda s: s["url"]),
     ("EVENT TYPES", lambda s: s["event_types"]),
-    ("STATE", subscription_state),
+    ("STATE", lambda s: s["liveness"]),
     ("FAILURES", lambda s: s["consecutive_failures"]),
 )
 
@@ -854,7 +844,7 @@ def stats_tables(numbers: dict[str, Any]) -> list[Any]:
             subscriptions,
             (
                 ("SUBSCRIPTION", lambda s: s["subscription_id"]),
-                ("STATE", subscription_state),
+                ("STATE", lambda s: s["liveness"]),
                 ("PENDING NOW", lambda s: count(s["pending_now"])),
                 ("URL", lambda s: s["url"]),
             ),

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from relay.outbox.states import Liveness
+
 
 class WindowStats(BaseModel):
     received: int = Field(
@@ -34,6 +36,9 @@ class SubscriptionStats(OverallStats):
     state: str = Field(description="active, degraded (circuit breaker open) or disabled.")
     active: bool
     deleted: bool
+    liveness: Liveness = Field(
+        description="What the subscription does now: active, paused, degraded, disabled or deleted."
+    )
 
 
 class StatsOut(BaseModel):

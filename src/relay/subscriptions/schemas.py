@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from relay.outbox.states import Liveness
+
 
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(
@@ -82,8 +84,14 @@ class SubscriptionOut(BaseModel):
     max_concurrency: int
     rate_limit_per_second: float | None
     retry_schedule: list[float] | None
-    active: bool
-    state: str = Field(description="active, degraded (circuit breaker open) or disabled.")
+    active: bool = Field(description="False while paused.")
+    state: str = Field(
+        description="The circuit breaker's verdict: active, degraded (open) or disabled."
+    )
+    liveness: Liveness = Field(
+        description="What the subscription does now, all columns taken together: active, "
+        "paused, degraded (breaker open), disabled or deleted."
+    )
     state_reason: str
     consecutive_failures: int
     failing_since: datetime | None

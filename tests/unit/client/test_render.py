@@ -31,13 +31,15 @@ def test_ids_are_never_wrapped_in_a_narrow_terminal() -> None:
         assert "evt_01M8TQKMZD39Z56CK64ZHQWJCM" in text
 
 
-def test_a_paused_subscription_says_paused() -> None:
+def test_a_subscription_shows_the_liveness_the_relay_gives() -> None:
+    # The breaker's `state` says active; what the relay says it does is what the table shows.
     subscription = {
         "id": "sub_01M8TQKMY21DAW0FK6N0VHBMGD",
         "url": "https://example.com/hooks",
         "event_types": ["order.*"],
         "active": False,
         "state": "active",
+        "liveness": "paused",
         "consecutive_failures": 0,
     }
     out = io.StringIO()
@@ -60,12 +62,14 @@ def _window(latency_p50_ms: float | None, latency_p99_ms: float | None) -> dict[
 def _subscription(
     subscription_id: str, url: str, *, state: str = "active", active: bool = True
 ) -> dict[str, object]:
+    deleted = url.endswith("/gone")
     return {
         "subscription_id": subscription_id,
         "url": url,
         "state": state,
         "active": active,
-        "deleted": url.endswith("/gone"),
+        "deleted": deleted,
+        "liveness": "deleted" if deleted else state if active else "paused",
         "pending_now": 3,
         "last_hour": _window(12.4, 1412.0),
         "last_day": _window(396904.059, None),
