@@ -29,6 +29,7 @@ from relay.health.endpoints import router as health_router
 from relay.ingest.endpoints import admin_router as requests_router
 from relay.ingest.endpoints import fast_ingest_route
 from relay.ingest.endpoints import router as ingest_router
+from relay.ingest.sample import router as source_test_router
 from relay.jobs.endpoints import router as jobs_router
 from relay.observability import metrics as observability
 from relay.observability.activity import router as activity_router
@@ -141,6 +142,7 @@ def create_app(
         health_router,
         ingest_router,
         sources_router,
+        source_test_router,
         events_router,
         requests_router,
         subscriptions_router,

@@ -212,6 +212,38 @@ def sources_rotate(
     show(source, as_json, lambda: details(source, title="credentials rotated"))
 
 
+@sources.command("test")
+@one_line_errors
+def sources_test(
+    source_id: SourceArgument,
+    body: Annotated[
+        typer.FileText | None,
+        typer.Option(
+            "--body",
+            help="A file (or - for stdin) holding the webhook to send, as the vendor sends it. "
+            "Without it: a new order in the vendor's format.",
+        ),
+    ] = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Have the relay send the source a webhook signed with its own credentials, through the
+    real ingest (verified, stored, delivered, in the request log); exits 1 when the relay would
+    have refused it."""
+    request: dict[str, Any] = {}
+    if body is not None:
+        try:
+            request["body"] = orjson.loads(body.read())
+        except orjson.JSONDecodeError:
+            raise ApiError(f"--body: {body.name} does not hold JSON") from None
+    with connect(url, token) as client:
+        result = client.post(f"/v1/sources/{source_id}/test", request)
+    show(result, as_json, lambda: details(result, title="test webhook"))
+    if result["status_code"] != 200:
+        raise fail(f"the relay would answer the vendor {result['status_code']}: {result['reason']}")
+
+
 # Subscriptions
 
 
