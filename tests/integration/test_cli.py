@@ -146,6 +146,53 @@ async def test_sources_test_sends_a_signed_webhook_and_says_when_it_would_be_ref
     assert not_json.stderr == f"error: --body: {body} does not hold JSON\n"
 
 
+async def test_subscriptions_update_changes_what_create_sets(relay_url: str, api: Any) -> None:
+    created = await api.post("/v1/subscriptions", json={"url": "https://a.example.com/h"})
+    subscription_id = created.json()["id"]
+    updated = orjson.loads(
+        ok(
+            await relay(
+                relay_url,
+                "subscriptions",
+                "update",
+                subscription_id,
+                "--header",
+                "X-Tenant: acme",
+                "--ordered",
+                "--retry-schedule",
+                "5,60",
+                "--json",
+            )
+        )
+    )
+    assert updated["headers"] == {"X-Tenant": "********"}
+    assert updated["ordered"] is True
+    assert updated["retry_schedule"] == [5, 60]
+    cleared = orjson.loads(
+        ok(
+            await relay(
+                relay_url,
+                "subscriptions",
+                "update",
+                subscription_id,
+                "--no-headers",
+                "--no-ordered",
+                "--json",
+            )
+        )
+    )
+    assert (cleared["headers"], cleared["ordered"], cleared["retry_schedule"]) == (
+        {},
+        False,
+        [5, 60],
+    )
+    both = await relay(
+        relay_url, "subscriptions", "update", subscription_id, "--header", "A:b", "--no-headers"
+    )
+    assert both.exit_code == 1
+    assert both.stderr == "error: give --header or --no-headers, not both\n"
+
+
 async def test_bad_token_missing_token_and_unreachable_relay_are_one_line(
     relay_url: str, api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
