@@ -31,6 +31,7 @@ from relay.ingest.directory import SourceDirectory
 from relay.ingest.endpoints import admin_router as requests_router
 from relay.ingest.endpoints import ingest_slug, serve_ingest
 from relay.ingest.endpoints import router as ingest_router
+from relay.ingest.sample import router as source_test_router
 from relay.ingest.service import IngestService
 from relay.jobs.endpoints import router as jobs_router
 from relay.observability import metrics as observability
@@ -181,6 +182,7 @@ def create_app(
         health_router,
         ingest_router,
         sources_router,
+        source_test_router,
         events_router,
         requests_router,
         subscriptions_router,

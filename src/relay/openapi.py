@@ -9,6 +9,7 @@ handler in `relay.core.errors` rewrites FastAPI's own 422), the verification sch
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -132,7 +133,53 @@ def _vendor_examples() -> dict[str, Any]:
     }
 
 
+_INGEST_ANSWER = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer", "description": "Events stored."},
+        "duplicates": {"type": "integer", "description": "Events the relay already had."},
+        "event_ids": {"type": "array", "items": {"type": "string"}},
+        "request_id": {"type": "string", "description": "The request log entry."},
+        "ping": {"type": "boolean", "description": "Present, true, for a vendor's ping."},
+    },
+    "required": ["accepted", "duplicates", "event_ids", "request_id"],
+    "examples": [
+        {
+            "accepted": 1,
+            "duplicates": 0,
+            "event_ids": ["evt_01JQ2VB3C4D5E6F7G8H9J0K1M2"],
+            "request_id": "req_01JQ2VB3B0A1B2C3D4E5F6G7H8",
+        }
+    ],
+}
+_TOKEN_ANSWER = {
+    "type": "object",
+    "properties": {
+        "access_token": {"type": "string"},
+        "token_type": {"type": "string", "enum": ["Bearer"]},
+        "expires_in": {"type": "integer", "description": "Seconds the token is valid."},
+    },
+    "required": ["access_token", "token_type", "expires_in"],
+    "examples": [
+        {
+            "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+            ".eyJpc3MiOiJyZWxheSIsInN1YiI6ImJyaW5nZy1jbGllbnQifQ.c2lnbmF0dXJl",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+        }
+    ],
+}
+
+
 def _describe_ingest(document: dict[str, Any]) -> None:
+    for path, answer, description in (
+        ("/ingest/{slug}", _INGEST_ANSWER, "Stored (or known already) before this answer."),
+        ("/ingest/{slug}/oauth/token", _TOKEN_ANSWER, "A token for the ingest endpoint."),
+    ):
+        document["paths"][path]["post"]["responses"]["200"] = {
+            "description": description,
+            "content": {"application/json": {"schema": answer}},
+        }
     operation = document["paths"]["/ingest/{slug}"]["post"]
     operation["requestBody"] = {
         "required": True,
@@ -155,6 +202,47 @@ def _example_pages(document: dict[str, Any]) -> None:
         item = schemas[ref.rsplit("/", 1)[-1]]
         if item.get("examples"):
             schema["examples"] = [{"data": [item["examples"][0]], "next_cursor": None}]
+
+
+def _relay_models() -> Iterator[type[BaseModel]]:
+    seen: set[type[BaseModel]] = set()
+    waiting = list(BaseModel.__subclasses__())
+    while waiting:
+        model = waiting.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        waiting += model.__subclasses__()
+        if model.__module__.startswith("relay."):
+            yield model
+
+
+def _copy_examples(intact: Any, stripped: Any) -> None:
+    """Puts each `examples` of `intact` into the same place in `stripped`."""
+    if isinstance(intact, dict) and isinstance(stripped, dict):
+        if "examples" in intact:
+            stripped["examples"] = intact["examples"]
+        for key, value in intact.items():
+            if key != "examples" and key in stripped:
+                _copy_examples(value, stripped[key])
+    elif isinstance(intact, list) and isinstance(stripped, list) and len(intact) == len(stripped):
+        for inner, outer in zip(intact, stripped, strict=True):
+            _copy_examples(inner, outer)
+
+
+def _restore_examples(document: dict[str, Any]) -> None:
+    """FastAPI writes the document without a single null (`exclude_none`), the nulls of every
+    example with them, so examples of answers lose their null fields and no longer fit their
+    own schema. They are put back from the models, whose schemas pydantic names as FastAPI does."""
+    components = document["components"]["schemas"]
+    for model in _relay_models():
+        for mode in ("validation", "serialization"):
+            schema = TypeAdapter(list[model]).json_schema(  # type: ignore[valid-type]
+                ref_template=_REF_TEMPLATE, mode=mode
+            )
+            for name, intact in schema.get("$defs", {}).items():
+                if name in components:
+                    _copy_examples(intact, components[name])
 
 
 def _describe_errors(document: dict[str, Any]) -> None:
@@ -196,6 +284,7 @@ def install_openapi(app: FastAPI) -> None:
                 summary=app.summary,
                 routes=app.routes,
             )
+            _restore_examples(document)
             _describe_errors(document)
             _describe_sources(document)
             _describe_ingest(document)

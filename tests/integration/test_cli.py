@@ -118,6 +118,81 @@ async def test_sources_tables_json_and_one_line_errors(relay_url: str, api: Any)
     assert "Traceback" not in gone.output
 
 
+async def test_sources_test_sends_a_signed_webhook_and_says_when_it_would_be_refused(
+    relay_url: str, api: Any, tmp_path: Path
+) -> None:
+    source = await routestripe_source(relay_url)
+    sent = orjson.loads(ok(await relay(relay_url, "sources", "test", "rs", "--json")))
+    assert (sent["status_code"], sent["verdict"], sent["accepted"]) == (200, "accepted", 1)
+    assert sent["event_ids"][0] in ok(
+        await relay(relay_url, "events", "show", sent["event_ids"][0])
+    )
+    assert "accepted" in ok(await relay(relay_url, "sources", "test", source["id"]))
+
+    body = tmp_path / "ping.json"
+    body.write_text('{"event": "webhook.ping", "id": "bth_ping", "provider": "ROUTESTRIPE"}')
+    ping = orjson.loads(
+        ok(await relay(relay_url, "sources", "test", "rs", "--body", str(body), "--json"))
+    )
+    assert ping["verdict"] == "ping"
+
+    body.write_text('{"event": "batch", "data": "not events"}')
+    refused = await relay(relay_url, "sources", "test", "rs", "--body", str(body))
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: the relay would answer the vendor 400: ")
+    body.write_text("{")
+    not_json = await relay(relay_url, "sources", "test", "rs", "--body", str(body))
+    assert not_json.exit_code == 1
+    assert not_json.stderr == f"error: --body: {body} does not hold JSON\n"
+
+
+async def test_subscriptions_update_changes_what_create_sets(relay_url: str, api: Any) -> None:
+    created = await api.post("/v1/subscriptions", json={"url": "https://a.example.com/h"})
+    subscription_id = created.json()["id"]
+    updated = orjson.loads(
+        ok(
+            await relay(
+                relay_url,
+                "subscriptions",
+                "update",
+                subscription_id,
+                "--header",
+                "X-Tenant: acme",
+                "--ordered",
+                "--retry-schedule",
+                "5,60",
+                "--json",
+            )
+        )
+    )
+    assert updated["headers"] == {"X-Tenant": "********"}
+    assert updated["ordered"] is True
+    assert updated["retry_schedule"] == [5, 60]
+    cleared = orjson.loads(
+        ok(
+            await relay(
+                relay_url,
+                "subscriptions",
+                "update",
+                subscription_id,
+                "--no-headers",
+                "--no-ordered",
+                "--json",
+            )
+        )
+    )
+    assert (cleared["headers"], cleared["ordered"], cleared["retry_schedule"]) == (
+        {},
+        False,
+        [5, 60],
+    )
+    both = await relay(
+        relay_url, "subscriptions", "update", subscription_id, "--header", "A:b", "--no-headers"
+    )
+    assert both.exit_code == 1
+    assert both.stderr == "error: give --header or --no-headers, not both\n"
+
+
 async def test_bad_token_missing_token_and_unreachable_relay_are_one_line(
     relay_url: str, api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

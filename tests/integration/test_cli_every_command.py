@@ -57,6 +57,7 @@ RUNS: list[tuple[str, ...]] = [
         '{{"secret": "routestripe-secret-0123456789"}}',
     ),
     ("sources", "show", "{source}"),
+    ("sources", "test", "rs"),
     ("subscriptions", "list"),
     ("subscriptions", "create", "{hook}", "--type", "route.*"),
     ("subscriptions", "show", "{subscription}"),

@@ -161,6 +161,33 @@ async def test_patch_validates_and_delete_hides(client: httpx.AsyncClient) -> No
     assert created["id"] not in (await client.get("/v1/subscriptions")).text
 
 
+async def test_liveness_says_what_the_subscription_does_in_the_api_and_in_stats(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    created = (await client.post("/v1/subscriptions", json={"url": "https://l.example/h"})).json()
+    path = f"/v1/subscriptions/{created['id']}"
+
+    async def liveness_after(**columns: object) -> tuple[str, str]:
+        async with session_factory() as session:
+            row = await session.get(Subscription, created["id"])
+            assert row is not None
+            for name, value in columns.items():
+                setattr(row, name, value)
+            await session.commit()
+        shown = (await client.get(path)).json()["liveness"]
+        stats = (await client.get("/v1/stats")).json()["subscriptions"]
+        [in_stats] = [item for item in stats if item["subscription_id"] == created["id"]]
+        return shown, in_stats["liveness"]
+
+    assert created["liveness"] == "active"
+    assert (await client.patch(path, json={"active": False})).json()["liveness"] == "paused"
+    # A paused subscription whose breaker is open is paused: resuming is what is needed.
+    assert await liveness_after(state="degraded") == ("paused", "paused")
+    assert await liveness_after(active=True) == ("degraded", "degraded")
+    assert await liveness_after(state="disabled", active=False) == ("disabled", "disabled")
+    assert await liveness_after(state="active", active=True) == ("active", "active")
+
+
 async def test_deliveries_are_written_only_for_matching_subscriptions(
     client: httpx.AsyncClient,
 ) -> None:

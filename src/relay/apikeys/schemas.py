@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +25,20 @@ class ApiKeyCreate(BaseModel):
     )
 
 
+_API_KEY_EXAMPLE: dict[str, Any] = {
+    "id": "key_01JQ2WC4D5E6F7G8H9J0K1M2N3",
+    "name": "grafana",
+    "scope": "read",
+    "prefix": "rk_ed95640b2207",
+    "created_at": "2026-03-10T05:40:00Z",
+    "last_used_at": "2026-03-10T09:14:00Z",
+    "revoked_at": None,
+}
+
+
 class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_API_KEY_EXAMPLE]})
+
     id: str
     name: str
     scope: Scope
@@ -37,6 +51,18 @@ class ApiKeyOut(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_API_KEY_EXAMPLE,
+                    "last_used_at": None,
+                    "key": "rk_ed95640b2207_6v7Jez-tC2PRwYIFc-vaf-4AkHpoAym13fZF5octDRY",
+                }
+            ]
+        }
+    )
+
     key: str = Field(
         description="The whole key: shown once, store it now. Send it as "
         "'Authorization: Bearer <key>'."

@@ -212,24 +212,63 @@ def sources_rotate(
     show(source, as_json, lambda: details(source, title="credentials rotated"))
 
 
+@sources.command("test")
+@one_line_errors
+def sources_test(
+    source_id: SourceArgument,
+    body: Annotated[
+        typer.FileText | None,
+        typer.Option(
+            "--body",
+            help="A file (or - for stdin) holding the webhook to send, as the vendor sends it. "
+            "Without it: a new order in the vendor's format.",
+        ),
+    ] = None,
+    url: UrlOption = DEFAULT,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Have the relay send the source a webhook signed with its own credentials, through the
+    real ingest (verified, stored, delivered, in the request log); exits 1 when the relay would
+    have refused it."""
+    request: dict[str, Any] = {}
+    if body is not None:
+        try:
+            request["body"] = orjson.loads(body.read())
+        except orjson.JSONDecodeError:
+            raise ApiError(f"--body: {body.name} does not hold JSON") from None
+    with connect(url, token) as client:
+        result = client.post(f"/v1/sources/{source_id}/test", request)
+    show(result, as_json, lambda: details(result, title="test webhook"))
+    if result["status_code"] != 200:
+        raise fail(f"the relay would answer the vendor {result['status_code']}: {result['reason']}")
+
+
 # Subscriptions
 
 
-def subscription_state(subscription: dict[str, Any]) -> str:
-    """One word for `state`, `active` and `deleted` together, in the relay's order: deleted, then
-    disabled, then paused (`active` false, whatever the breaker says), then the breaker's state."""
-    if subscription.get("deleted"):
-        return "deleted"
-    if subscription["state"] == "disabled":
-        return "disabled"
-    return str(subscription["state"]) if subscription["active"] else "paused"
+def _headers(items: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in items:
+        name, separator, value = item.partition(":")
+        if not separator or not name.strip():
+            raise ApiError(f"--header '{item}' must look like NAME:VALUE")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _retry_schedule(value: str) -> list[float]:
+    try:
+        return [float(part) for part in value.split(",") if part]
+    except ValueError:
+        raise ApiError("--retry-schedule must be seconds separated by commas") from None
 
 
 _SUBSCRIPTION_COLUMNS = (
     ("ID", lambda s: s["id"]),
     ("URL", lambda s: s["url"]),
     ("EVENT TYPES", lambda s: s["event_types"]),
-    ("STATE", subscription_state),
+    ("STATE", lambda s: s["liveness"]),
     ("FAILURES", lambda s: s["consecutive_failures"]),
 )
 
@@ -286,18 +325,9 @@ def subscriptions_create(
     if source:
         body["source_ids"] = source
     body["filter"] = _json_object("--filter", filter_)
-    headers: dict[str, str] = {}
-    for item in header or []:
-        name, separator, value = item.partition(":")
-        if not separator or not name.strip():
-            raise ApiError(f"--header '{item}' must look like NAME:VALUE")
-        headers[name.strip()] = value.strip()
-    body["headers"] = headers
+    body["headers"] = _headers(header or [])
     if retry_schedule is not None:
-        try:
-            body["retry_schedule"] = [float(part) for part in retry_schedule.split(",") if part]
-        except ValueError:
-            raise ApiError("--retry-schedule must be seconds separated by commas") from None
+        body["retry_schedule"] = _retry_schedule(retry_schedule)
     with connect(url, token) as client:
         subscription = client.post("/v1/subscriptions", body)
     show(subscription, as_json, lambda: details(subscription, title="subscription created"))
@@ -378,11 +408,24 @@ def subscriptions_update(
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     max_concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
     rate_limit: Annotated[float | None, typer.Option(help="Most deliveries a second.")] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="Extra header NAME:VALUE; repeatable; replaces them all."),
+    ] = None,
+    no_headers: Annotated[bool, typer.Option("--no-headers", help="Drop every header.")] = False,
+    ordered: Annotated[
+        bool | None, typer.Option("--ordered/--no-ordered", help="Deliver each subject in order.")
+    ] = None,
+    retry_schedule: Annotated[
+        str | None, typer.Option(help="Seconds before each retry, comma-separated: 5,60,600.")
+    ] = None,
     url: UrlOption = DEFAULT,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change a subscription; only the options given change."""
+    if header and no_headers:
+        raise ApiError("give --header or --no-headers, not both")
     body: dict[str, Any] = {
         "url": target,
         "event_types": event_type,
@@ -392,6 +435,9 @@ def subscriptions_update(
         "description": description,
         "max_concurrency": max_concurrency,
         "rate_limit_per_second": rate_limit,
+        "headers": {} if no_headers else _headers(header) if header else None,
+        "ordered": ordered,
+        "retry_schedule": None if retry_schedule is None else _retry_schedule(retry_schedule),
     }
     body = {key: value for key, value in body.items() if value is not None}
     if not body:
@@ -854,7 +900,7 @@ def stats_tables(numbers: dict[str, Any]) -> list[Any]:
             subscriptions,
             (
                 ("SUBSCRIPTION", lambda s: s["subscription_id"]),
-                ("STATE", subscription_state),
+                ("STATE", lambda s: s["liveness"]),
                 ("PENDING NOW", lambda s: count(s["pending_now"])),
                 ("URL", lambda s: s["url"]),
             ),

@@ -2,8 +2,8 @@
 
 - `read`: every read, except who holds which API key.
 - `ops`: everything `read` may, plus the operational actions (retry, replay, recover, test a
-  subscription): they re-send what is already stored, and change no configuration and no
-  credential.
+  source or a subscription): they re-send what is stored or send a test, and change no
+  configuration and no credential.
 - `admin`: everything, among it every change to sources and subscriptions (their credentials
   and secrets with them) and the API keys themselves.
 
@@ -28,6 +28,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/sources"): "admin",
     ("PATCH", "/v1/sources/{source_id}"): "admin",
     ("DELETE", "/v1/sources/{source_id}"): "admin",
+    ("POST", "/v1/sources/{source_id}/test"): "ops",
     ("GET", "/v1/events"): "read",
     ("GET", "/v1/events/{event_id}"): "read",
     ("GET", "/v1/event-types"): "read",

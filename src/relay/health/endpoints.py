@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -11,12 +13,35 @@ from relay.db.migrations import current_revision, head_revision
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
+def _answer(example: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
+@router.get(
+    "/healthz",
+    summary="The process is up",
+    responses={200: _answer({"status": "ok", "version": __version__}, "Up.")},
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz", summary="The database is reachable and migrated to head")
+@router.get(
+    "/readyz",
+    summary="The database is reachable and migrated to head",
+    responses={
+        200: _answer({"status": "ready", "migrations": {"current": "0008"}}, "Ready."),
+        503: _answer(
+            {
+                "status": "unavailable",
+                "database": "reachable",
+                "migrations": {"current": "0007", "head": "0008"},
+                "hint": "run `relay migrate`",
+            },
+            "The database is unreachable, or not migrated to head.",
+        ),
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     engine: AsyncEngine = request.app.state.engine
     expected = head_revision()

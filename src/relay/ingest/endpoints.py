@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
@@ -283,7 +283,26 @@ async def issue_token(slug: str, request: Request, session: DbSession) -> JSONRe
     )
 
 
+_REQUEST_EXAMPLE: dict[str, Any] = {
+    "id": "req_01JQ2VB3B0A1B2C3D4E5F6G7H8",
+    "source_id": "src_01JQ2V5M7K8T9W3X4Y5Z6A7B8C",
+    "slug": "routestripe-nl",
+    "received_at": "2026-03-10T05:51:02.401Z",
+    "verdict": "rejected",
+    "reason": "signature does not match",
+    "status_code": 401,
+    "body_size": 477,
+    "content_type": "application/json",
+    "remote_addr": "203.0.113.24",
+    "accepted": 0,
+    "duplicates": 0,
+    "event_ids": [],
+}
+
+
 class RequestLogOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_REQUEST_EXAMPLE]})
+
     id: str
     source_id: str | None
     slug: str
@@ -300,6 +319,25 @@ class RequestLogOut(BaseModel):
 
 
 class RequestLogDetail(RequestLogOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_REQUEST_EXAMPLE,
+                    "body_size": 67,
+                    "headers": {
+                        "content-type": "application/json",
+                        "user-agent": "RouteStripe-Webhooks/1.0",
+                        "x-partner-id": "7",
+                        "x-signature": "[redacted]",
+                    },
+                    "body": '{"event":"batch","id":"bth_698343f4f1f51","provider":"ROUTESTRIPE"}',
+                    "body_encoding": "utf-8",
+                }
+            ]
+        }
+    )
+
     headers: dict[str, str]
     body: str | None = None
     body_encoding: str | None = None

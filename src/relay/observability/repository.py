@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, TextClause, bindparam, text
@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from relay.observability.metrics import PendingBacklog, SubscriptionBreaker
 from relay.stats.repository import ID_SLACK, lowest_id
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _since(sql: str) -> TextClause:
@@ -95,6 +97,12 @@ class ActivityFilter:
     subscription_id: str | None = None
 
 
+def _lowest(prefix: str, since: datetime) -> str:
+    # Any moment before the Unix epoch has the same answer, and the earliest ones (year 1) have
+    # no moment ID_SLACK before them.
+    return lowest_id(prefix, max(since, EPOCH) - ID_SLACK)
+
+
 class ActivityRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -103,7 +111,7 @@ class ActivityRepository:
         rows = await self.session.execute(
             _RECENT_EVENTS,
             {
-                "lowest_id": lowest_id("evt", query.since - ID_SLACK),
+                "lowest_id": _lowest("evt", query.since),
                 "since": query.since,
                 "type": query.type,
                 "source": query.source,
@@ -117,7 +125,7 @@ class ActivityRepository:
         rows = await self.session.execute(
             _RECENT_ATTEMPTS,
             {
-                "lowest_id": lowest_id("att", query.since - ID_SLACK),
+                "lowest_id": _lowest("att", query.since),
                 "since": query.since,
                 "type": query.type,
                 "source": query.source,

@@ -11,6 +11,8 @@ from sqlalchemy import DateTime, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from ulid import ULID
 
+from relay.outbox.states import Liveness, liveness_sql
+
 
 def _timed(sql: str, *names: str) -> TextClause:
     return text(sql).bindparams(*(bindparam(name, type_=DateTime(timezone=True)) for name in names))
@@ -73,11 +75,13 @@ _PENDING = text(
 )
 
 _SUBSCRIPTIONS = text(
-    """
-    SELECT id, url, state, active, deleted_at IS NOT NULL AS deleted FROM subscriptions
-    WHERE deleted_at IS NULL OR id = ANY(:ids)
-    ORDER BY id
-    """
+    f"""
+    SELECT s.id, s.url, s.state, s.active, s.deleted_at IS NOT NULL AS deleted,
+           {liveness_sql("s")} AS liveness
+    FROM subscriptions s
+    WHERE s.deleted_at IS NULL OR s.id = ANY(:ids)
+    ORDER BY s.id
+    """  # noqa: S608 (formatted only with the outbox's own constants)
 )
 
 # Ids are minted a moment after the row's created_at is taken; the slack keeps those in range.
@@ -108,6 +112,7 @@ class SubscriptionInfo:
     state: str
     active: bool
     deleted: bool
+    liveness: Liveness
 
 
 def lowest_id(prefix: str, moment: datetime) -> str:
@@ -170,7 +175,12 @@ class StatsRepository:
         rows = await self.session.execute(_SUBSCRIPTIONS, {"ids": list(also)})
         return [
             SubscriptionInfo(
-                id=row.id, url=row.url, state=row.state, active=row.active, deleted=row.deleted
+                id=row.id,
+                url=row.url,
+                state=row.state,
+                active=row.active,
+                deleted=row.deleted,
+                liveness=Liveness(row.liveness),
             )
             for row in rows
         ]

@@ -47,6 +47,7 @@ class StatsService:
                     state=info.state,
                     active=info.active,
                     deleted=info.deleted,
+                    liveness=info.liveness,
                     pending_now=pending.get(info.id, 0),
                     last_hour=_out(row.hour if row else _EMPTY),
                     last_day=_out(row.day if row else _EMPTY),

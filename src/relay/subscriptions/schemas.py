@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from relay.outbox.states import Liveness
+
 
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(
@@ -70,6 +72,37 @@ class SubscriptionUpdate(BaseModel):
 
 
 class SubscriptionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "sub_01JQ2V9N4P5Q6R7S8T9V0W1X2Y",
+                    "url": "https://erp.example.com/hooks/relay",
+                    "event_types": ["order.*", "route.completed"],
+                    "vendors": ["routestripe"],
+                    "source_ids": None,
+                    "filter": None,
+                    "headers": {"Authorization": "********9876"},
+                    "description": "ERP order updates",
+                    "ordered": False,
+                    "max_concurrency": 10,
+                    "rate_limit_per_second": None,
+                    "retry_schedule": None,
+                    "active": True,
+                    "state": "active",
+                    "liveness": "active",
+                    "state_reason": "",
+                    "consecutive_failures": 0,
+                    "failing_since": None,
+                    "secret": "********yZ0=",
+                    "previous_secret_expires_at": None,
+                    "created_at": "2026-03-10T05:52:40Z",
+                    "updated_at": "2026-03-10T05:52:40Z",
+                }
+            ]
+        }
+    )
+
     id: str
     url: str
     event_types: list[str]
@@ -82,8 +115,14 @@ class SubscriptionOut(BaseModel):
     max_concurrency: int
     rate_limit_per_second: float | None
     retry_schedule: list[float] | None
-    active: bool
-    state: str = Field(description="active, degraded (circuit breaker open) or disabled.")
+    active: bool = Field(description="False while paused.")
+    state: str = Field(
+        description="The circuit breaker's verdict: active, degraded (open) or disabled."
+    )
+    liveness: Liveness = Field(
+        description="What the subscription does now, all columns taken together: active, "
+        "paused, degraded (breaker open), disabled or deleted."
+    )
     state_reason: str
     consecutive_failures: int
     failing_since: datetime | None
@@ -94,12 +133,39 @@ class SubscriptionOut(BaseModel):
 
 
 class SecretOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "sub_01JQ2V9N4P5Q6R7S8T9V0W1X2Y",
+                    "secret": "whsec_VqQ5EllPrUhPQYoCX7TaMfXCfnI1zjjApQTg3nG627g=",
+                    "previous_secret_expires_at": "2026-03-11T08:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: str
     secret: str
     previous_secret_expires_at: datetime | None
 
 
 class TestDeliveryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "succeeded": False,
+                    "status_code": 503,
+                    "duration_ms": 41,
+                    "response_excerpt": "upstream unavailable",
+                    "error": None,
+                    "event_id": "evt_01JQ2VC8D9E0F1G2H3J4K5M6N7",
+                }
+            ]
+        }
+    )
+
     succeeded: bool
     status_code: int | None
     duration_ms: int

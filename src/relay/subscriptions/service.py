@@ -59,6 +59,7 @@ def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> Subscr
         retry_schedule=subscription.retry_schedule,
         active=subscription.active,
         state=subscription.state,
+        liveness=subscription.liveness,
         state_reason=subscription.state_reason,
         consecutive_failures=subscription.consecutive_failures,
         failing_since=subscription.failing_since,

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
+import pytest
+from pydantic import BaseModel
 from rich.console import Console
 
+from relay.client import commands
 from relay.client.commands import _SUBSCRIPTION_COLUMNS, stats_tables
 from relay.client.render import milliseconds, table
+from relay.deliveries.schemas import DeliveryOut
+from relay.events.schemas import EventListItem
+from relay.ingest.endpoints import RequestLogOut
+from relay.jobs.schemas import JobOut
+from relay.sources.schemas import SourceOut
+from relay.subscriptions.schemas import SubscriptionOut
 
 IDS = [f"dlv_01M8TQKN9E3VSE4KX3N9MKHN{n:02d}" for n in range(3)]
 
@@ -31,13 +41,46 @@ def test_ids_are_never_wrapped_in_a_narrow_terminal() -> None:
         assert "evt_01M8TQKMZD39Z56CK64ZHQWJCM" in text
 
 
-def test_a_paused_subscription_says_paused() -> None:
+@pytest.mark.parametrize(
+    ("columns", "model"),
+    [
+        (commands._SOURCE_COLUMNS, SourceOut),
+        (commands._SUBSCRIPTION_COLUMNS, SubscriptionOut),
+        (commands._EVENT_COLUMNS, EventListItem),
+        (commands._REQUEST_COLUMNS, RequestLogOut),
+        (commands._JOB_COLUMNS, JobOut),
+        (commands._DELIVERY_COLUMNS, DeliveryOut),
+    ],
+)
+def test_every_list_keeps_its_ids_whole_from_100_columns(
+    columns: Any, model: type[BaseModel]
+) -> None:
+    # The rows are the API's own examples, so the table sees what the API answers.
+    row = model.model_json_schema()["examples"][0]
+    ids = [value for value in row.values() if isinstance(value, str) and value[3:4] == "_"]
+    ids += [row["source"]["id"]] if model is EventListItem else []
+    assert ids
+    for width in (100, 120, 160):
+        out = io.StringIO()
+        Console(file=out, width=width).print(table([row, row], columns))
+        shown = [value for value in ids if value in out.getvalue()]
+        # Every id the table shows is whole: none is cut over two lines.
+        for value in ids:
+            head = value[:12]
+            if head in out.getvalue():
+                assert value in shown, (model.__name__, width, out.getvalue())
+        assert row["id"] in shown, (model.__name__, width)
+
+
+def test_a_subscription_shows_the_liveness_the_relay_gives() -> None:
+    # The breaker's `state` says active; what the relay says it does is what the table shows.
     subscription = {
         "id": "sub_01M8TQKMY21DAW0FK6N0VHBMGD",
         "url": "https://example.com/hooks",
         "event_types": ["order.*"],
         "active": False,
         "state": "active",
+        "liveness": "paused",
         "consecutive_failures": 0,
     }
     out = io.StringIO()
@@ -60,12 +103,14 @@ def _window(latency_p50_ms: float | None, latency_p99_ms: float | None) -> dict[
 def _subscription(
     subscription_id: str, url: str, *, state: str = "active", active: bool = True
 ) -> dict[str, object]:
+    deleted = url.endswith("/gone")
     return {
         "subscription_id": subscription_id,
         "url": url,
         "state": state,
         "active": active,
-        "deleted": url.endswith("/gone"),
+        "deleted": deleted,
+        "liveness": "deleted" if deleted else state if active else "paused",
         "pending_now": 3,
         "last_hour": _window(12.4, 1412.0),
         "last_day": _window(396904.059, None),
