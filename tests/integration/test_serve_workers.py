@@ -1,5 +1,6 @@
 """`relay serve --workers N` as real processes: every worker answers on the one port, /metrics
-sums the counters of all of them, a worker that dies is replaced, and SIGTERM stops them all."""
+sums the counters of all of them, a worker that dies is replaced, SIGHUP replaces them all, and
+SIGTERM stops them all."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -103,7 +105,7 @@ async def _post_until_counted_by(
 
 
 @pytest.mark.timeout(180)
-async def test_two_workers_answer_sum_their_counters_survive_a_death_and_stop_on_sigterm(
+async def test_two_workers_answer_sum_their_counters_are_replaced_and_stop_on_sigterm(
     module_database_url: str, tmp_path: Path
 ) -> None:
     env = relay_env(module_database_url, tmp_path / "data", RELAY_SHUTDOWN_GRACE="2")
@@ -141,6 +143,23 @@ async def test_two_workers_answer_sum_their_counters_survive_a_death_and_stop_on
         (replacement,) = _workers_of(serve) - workers
         posted += await _post_until_counted_by(relay, {replacement}, directory, scratch, most=200)
         assert await _accepted_on_metrics(relay) == posted
+
+        # SIGHUP replaces every worker, one at a time: the one replaced stops only once its
+        # replacement serves, so there are never fewer than two.
+        before = _workers_of(serve)
+        relay.process.send_signal(signal.SIGHUP)
+        fewest = 2
+
+        def all_replaced() -> bool:
+            nonlocal fewest
+            now = _workers_of(serve)
+            fewest = min(fewest, len(now))
+            return len(now) == 2 and not now & before
+
+        await eventually(all_replaced, within=60)
+        assert fewest >= 2
+        async with relay.admin(timeout=10) as api:
+            assert (await api.get("/readyz")).status_code == 200
 
         survivors = _workers_of(serve)
         relay.process.send_signal(signal.SIGTERM)
@@ -209,3 +228,41 @@ async def test_workers_share_one_embedded_postgres_that_stops_with_them(tmp_path
     assert [e["event"] for e in entries].count("migrations_applied") == 1
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
     assert log.read_text().count(token) == 2  # announced once, by the parent
+
+
+_FAILS_TO_START = """
+import sys
+
+from uvicorn.config import STARTUP_FAILURE
+
+from relay.serving import WorkerConfig, run_workers
+
+
+class FailsToStart(WorkerConfig):
+    def load(self) -> None:
+        sys.exit(STARTUP_FAILURE)
+
+
+if __name__ == "__main__":
+    config = FailsToStart(
+        database_url="postgresql://nobody@127.0.0.1:1/none",
+        admin_token="unused",
+        dispatcher=False,
+        workers=2,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+    )
+    print("stopped" if run_workers(config) else "failed")
+"""
+
+
+def test_a_worker_that_fails_to_start_stops_the_supervisor_which_says_so(tmp_path: Path) -> None:
+    script = tmp_path / "fails_to_start.py"
+    script.write_text(_FAILS_TO_START)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    # Before it, the log lines of the supervisor (not configured here: on stdout).
+    assert result.stdout.splitlines()[-1] == "failed"
