@@ -45,8 +45,11 @@ def _settings() -> Settings:
         settings = get_settings()
     except ValidationError as exc:
         for error in exc.errors():
-            field = error["loc"][0] if error["loc"] else None
-            name = f"RELAY_{str(field).upper()}: " if field is not None else ""
+            # A validator's own message names the setting and what to write already.
+            if error["type"] == "value_error":
+                typer.echo(f"error: {error['ctx']['error']}", err=True)
+                continue
+            name = f"RELAY_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
             typer.echo(f"error: {name}{error['msg']}", err=True)
         raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)

@@ -36,8 +36,8 @@ def _metrics_directory(log: Path) -> Path:
     return Path(str(listening["metrics_directory"]))
 
 
-def _workers_of(parent: int) -> set[int]:
-    """The API processes `relay serve` spawned (not multiprocessing's resource tracker)."""
+def _children_of(parent: int, *, marked: bytes = b"") -> set[int]:
+    """The processes `parent` started whose command line holds `marked`."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -49,9 +49,14 @@ def _workers_of(parent: int) -> set[int]:
             continue
         # The command name may hold spaces and parentheses; the fields follow the last ')'.
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"spawn_main" in command:
+        if ppid == parent and marked in command:
             found.add(int(entry.name))
     return found
+
+
+def _workers_of(parent: int) -> set[int]:
+    """The API processes `relay serve` spawned (not multiprocessing's resource tracker)."""
+    return _children_of(parent, marked=b"spawn_main")
 
 
 def _alive(pid: int) -> bool:
@@ -162,11 +167,15 @@ async def test_two_workers_answer_sum_their_counters_are_replaced_and_stop_on_si
             assert (await api.get("/readyz")).status_code == 200
 
         survivors = _workers_of(serve)
+        started_by_serve = _children_of(serve)
         relay.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await relay.process.wait() == 0
         for pid in survivors:
             assert not _alive(pid), f"worker {pid} outlived relay serve"
+        # Nothing else it started is left either (multiprocessing's resource tracker ends when
+        # it reads the end of its pipe, a moment after).
+        await eventually(lambda: not any(_alive(pid) for pid in started_by_serve), within=10)
         assert not directory.exists()
         stopped = [e for e in _log_entries(log) if e["event"] == "dispatcher_stopped"]
         assert {int(str(e["worker"]).split(":")[1]) for e in stopped} >= survivors
