@@ -28,10 +28,7 @@ from relay.app import create_app
 from relay.core.logging import configure_logging, get_logger
 from relay.core.serving import guarded_protocol
 from relay.core.settings import Settings, get_settings
-
-# prometheus-client's own variable: set, every counter created afterwards keeps its value in a
-# file of this directory, and a collector over the directory sums them (see observability).
-METRICS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+from relay.observability.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
 
 log = get_logger(__name__)
 
@@ -59,6 +56,7 @@ class WorkerConfig(uvicorn.Config):
     def __init__(
         self, *, database_url: str, admin_token: str, dispatcher: bool, **options: Any
     ) -> None:
+        # Only a name here (uvicorn's workers take no app object); `load` builds the app.
         super().__init__("relay.app:create_app", **options)
         self.database_url = database_url
         self.admin_token = admin_token
@@ -106,16 +104,16 @@ def shared_metrics_directory() -> Iterator[str]:
     """A fresh directory, private to this run, where the workers keep their counters: a
     leftover file of an earlier run would add its counts to this one's."""
     directory = tempfile.mkdtemp(prefix="relay-metrics-")
-    previous = os.environ.get(METRICS_DIRECTORY_VARIABLE)
+    previous = os.environ.get(MULTIPROCESS_DIRECTORY_VARIABLE)
     # The spawned workers inherit it, before they import prometheus-client.
-    os.environ[METRICS_DIRECTORY_VARIABLE] = directory
+    os.environ[MULTIPROCESS_DIRECTORY_VARIABLE] = directory
     try:
         yield directory
     finally:
         if previous is None:
-            os.environ.pop(METRICS_DIRECTORY_VARIABLE, None)
+            os.environ.pop(MULTIPROCESS_DIRECTORY_VARIABLE, None)
         else:
-            os.environ[METRICS_DIRECTORY_VARIABLE] = previous
+            os.environ[MULTIPROCESS_DIRECTORY_VARIABLE] = previous
         shutil.rmtree(directory, ignore_errors=True)
 
 

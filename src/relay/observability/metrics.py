@@ -31,6 +31,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
 
+# prometheus-client's own variable: when it is set, every counter created afterwards keeps its
+# value in a file of this directory, one file per process.
+MULTIPROCESS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
 BREAKER_STATES = ("closed", "open", "disabled")
 _BREAKER_STATE_OF = {"active": "closed", "degraded": "open", "disabled": "disabled"}
 
@@ -131,7 +135,7 @@ class Metrics:
 def multiprocess_directory() -> str | None:
     """Where the processes of this `relay serve` keep their counters, if they share them; the
     same test prometheus-client makes when it creates a counter."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return os.environ.get(MULTIPROCESS_DIRECTORY_VARIABLE) or None
 
 
 class QueueGauges(Collector):
