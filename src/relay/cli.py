@@ -103,7 +103,13 @@ def serve(
 ) -> None:
     """Apply pending migrations and run the relay's HTTP API (and, by default, a dispatcher)."""
     from relay.app import create_app
-    from relay.serving import WorkerConfig, run_workers, server_options, shared_metrics_directory
+    from relay.serving import (
+        WorkerConfig,
+        run_workers,
+        server_options,
+        shared_metrics_directory,
+        worker_options,
+    )
 
     settings = _settings()
     bind_host = host or settings.host
@@ -113,7 +119,6 @@ def serve(
     token, created = load_or_create_admin_token(settings)
     if created:
         _announce_new_token(token, settings.relay_url(host=bind_host, port=bind_port))
-    options = server_options(settings, host=bind_host, port=bind_port)
     if processes > 1:
         with shared_metrics_directory() as metrics_directory:
             log.info(
@@ -128,8 +133,7 @@ def serve(
                 database_url=url,
                 admin_token=token,
                 dispatcher=dispatcher,
-                workers=processes,
-                **options,
+                **worker_options(settings, host=bind_host, port=bind_port, workers=processes),
             )
             if not run_workers(config):
                 typer.echo("error: an API process failed to start; see the log above", err=True)
@@ -143,7 +147,11 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_quietly)
     signal.signal(signal.SIGINT, _exit_quietly)
     # The protocol caps connections itself (RELAY_MAX_CONNECTIONS), answering in JSON.
-    uvicorn.run(application, **options, http=guarded_protocol(settings))
+    uvicorn.run(
+        application,
+        **server_options(settings, host=bind_host, port=bind_port),
+        http=guarded_protocol(settings),
+    )
 
 
 def _exit_quietly(_signum: int, _frame: object) -> None:

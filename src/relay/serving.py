@@ -32,6 +32,11 @@ from relay.observability.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
 
 log = get_logger(__name__)
 
+# Seconds a worker has to answer the supervisor's ping, the first one included: a worker still
+# importing the relay on a loaded machine took longer than uvicorn's 5 s, and was killed and
+# replaced in a loop. Only a process whose every thread is stuck misses it once started.
+WORKER_HEALTHCHECK_TIMEOUT = 60
+
 
 def server_options(settings: Settings, *, host: str, port: int) -> dict[str, Any]:
     """uvicorn's settings, the same in a lone `relay serve` and in each of its workers."""
@@ -45,6 +50,15 @@ def server_options(settings: Settings, *, host: str, port: int) -> dict[str, Any
         "access_log": False,
         "proxy_headers": False,
         "timeout_graceful_shutdown": int(settings.shutdown_grace) or None,
+    }
+
+
+def worker_options(settings: Settings, *, host: str, port: int, workers: int) -> dict[str, Any]:
+    """uvicorn's settings for `relay serve --workers`: one process's, and the supervisor's."""
+    return {
+        **server_options(settings, host=host, port=port),
+        "workers": workers,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_TIMEOUT,
     }
 
 
