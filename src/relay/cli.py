@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 from relay import __version__
 from relay.apikeys.auth import load_or_create_admin_token
@@ -40,7 +41,17 @@ log = get_logger("relay.cli")
 
 
 def _settings() -> Settings:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            # A validator's own message names the setting and what to write already.
+            if error["type"] == "value_error":
+                typer.echo(f"error: {error['ctx']['error']}", err=True)
+                continue
+            name = f"RELAY_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+            typer.echo(f"error: {name}{error['msg']}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     # First, so a relay that could not read or write its secrets never starts serving.
     try:
@@ -81,17 +92,53 @@ def serve(
             help="Also deliver events from this process (run `relay worker` elsewhere if not).",
         ),
     ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="API processes to run on the one port, each with its own dispatcher unless "
+            "--no-dispatcher (RELAY_WORKERS).",
+        ),
+    ] = None,
 ) -> None:
     """Apply pending migrations and run the relay's HTTP API (and, by default, a dispatcher)."""
     from relay.app import create_app
+    from relay.serving import (
+        WorkerConfig,
+        run_workers,
+        server_options,
+        shared_metrics_directory,
+        worker_options,
+    )
 
     settings = _settings()
     bind_host = host or settings.host
     bind_port = port or settings.port
+    processes = workers or settings.workers
     url = _prepare_database(settings)
     token, created = load_or_create_admin_token(settings)
     if created:
         _announce_new_token(token, settings.relay_url(host=bind_host, port=bind_port))
+    if processes > 1:
+        with shared_metrics_directory() as metrics_directory:
+            log.info(
+                "relay_listening",
+                host=bind_host,
+                port=bind_port,
+                version=__version__,
+                workers=processes,
+                metrics_directory=metrics_directory,
+            )
+            config = WorkerConfig(
+                database_url=url,
+                admin_token=token,
+                dispatcher=dispatcher,
+                **worker_options(settings, host=bind_host, port=bind_port, workers=processes),
+            )
+            if not run_workers(config):
+                typer.echo("error: an API process failed to start; see the log above", err=True)
+                raise typer.Exit(1)
+        return
     application = create_app(settings, database_url=url, run_dispatcher=dispatcher)
     application.state.admin_token = token
     log.info("relay_listening", host=bind_host, port=bind_port, version=__version__)
@@ -99,18 +146,10 @@ def serve(
     # lets atexit hooks run, among them the one that stops the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, _exit_quietly)
     signal.signal(signal.SIGINT, _exit_quietly)
+    # The protocol caps connections itself (RELAY_MAX_CONNECTIONS), answering in JSON.
     uvicorn.run(
         application,
-        host=bind_host,
-        port=bind_port,
-        # uvicorn's own handlers would write plain text; its lines go through the relay's
-        # logging instead (see configure_logging).
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
-        # The protocol caps connections itself (RELAY_MAX_CONNECTIONS), answering in JSON.
+        **server_options(settings, host=bind_host, port=bind_port),
         http=guarded_protocol(settings),
     )
 

@@ -50,10 +50,13 @@ def relay_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]
 class RelayServer:
     """`relay serve` in a subprocess on a free port of 127.0.0.1; its output goes to `log`."""
 
-    def __init__(self, env: dict[str, str], log: Path, *, dispatcher: bool) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, *, dispatcher: bool, workers: int | None = None
+    ) -> None:
         self.env = env
         self.log = log
         self.dispatcher = dispatcher
+        self.workers = workers
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.process: asyncio.subprocess.Process | None = None
@@ -68,6 +71,7 @@ class RelayServer:
                 "--port",
                 str(self.port),
                 "--dispatcher" if self.dispatcher else "--no-dispatcher",
+                *([] if self.workers is None else ["--workers", str(self.workers)]),
                 env=self.env,
                 stdout=handle,
                 stderr=handle,

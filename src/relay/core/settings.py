@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Interface `relay serve` binds to.")
     port: int = Field(8080, ge=1, le=65535, description="Port `relay serve` listens on.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="API processes `relay serve` runs on its one port, to use more than one "
+        "core (`relay serve --workers N` overrides it). Each one has its own database pool, "
+        "connection limits and, unless --no-dispatcher, dispatcher.",
+    )
     public_url: str | None = Field(
         None,
         description="Base URL vendors reach the relay at, used in messages and examples. Unset: "
@@ -122,8 +129,8 @@ class Settings(BaseSettings):
         100,
         ge=1,
         description="Open connections one client address (an IPv6 client: its /64) may hold at "
-        "once; further ones are closed as they open, so one client cannot take all of "
-        "RELAY_MAX_CONNECTIONS.",
+        "once in one `relay serve` process; further ones are closed as they open, so one "
+        "client cannot take all of RELAY_MAX_CONNECTIONS.",
     )
     client_connection_limits: Annotated[dict[IPvAnyNetwork, int], NoDecode] = Field(
         default_factory=dict,

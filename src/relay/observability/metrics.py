@@ -4,23 +4,36 @@ Counters live in the process that does the work: the API process counts ingest, 
 counts attempts (`relay serve` runs both in one process). Code doing the work finds its
 registry through a context variable: the app binds its own for every request and for the
 dispatcher it starts; anything unbound (a `relay worker`) counts in the process default.
+
+`relay serve --workers N` runs N such processes on one port. prometheus-client's multiprocess
+mode (PROMETHEUS_MULTIPROC_DIR, set by the parent before its children start) then keeps each
+process's counters in files of that directory, and a scrape, whichever process answers it, sums
+them all. The queue's gauges are read from the database at scrape time, once, and never summed.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Seconds. Attempts are bounded by the delivery timeout (15 s by default); latency also spans
 # retries, so its buckets reach into hours.
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+
+# prometheus-client's own variable: when it is set, every counter created afterwards keeps its
+# value in a file of this directory, one file per process.
+MULTIPROCESS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 BREAKER_STATES = ("closed", "open", "disabled")
 _BREAKER_STATE_OF = {"active": "closed", "degraded": "open", "disabled": "disabled"}
@@ -82,24 +95,6 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.pending = Gauge(
-            "relay_pending_deliveries",
-            "Deliveries waiting to be sent (due, scheduled for a retry or held by a breaker).",
-            ["subscription_id"],
-            registry=self.registry,
-        )
-        self.oldest_pending_age = Gauge(
-            "relay_oldest_pending_delivery_age_seconds",
-            "Age of the oldest pending delivery of the subscription.",
-            ["subscription_id"],
-            registry=self.registry,
-        )
-        self.breaker = Gauge(
-            "relay_subscription_breaker_state",
-            "1 for the subscription's current circuit breaker state (closed, open, disabled).",
-            ["subscription_id", "state"],
-            registry=self.registry,
-        )
 
     def inbound_request(self, *, source: str, vendor: str, verdict: str) -> None:
         self.inbound_requests.labels(source=source, vendor=vendor, verdict=verdict).inc()
@@ -125,25 +120,59 @@ class Metrics:
     def render(
         self, backlog: Sequence[PendingBacklog], breakers: Sequence[SubscriptionBreaker]
     ) -> bytes:
-        """The exposition text, with the gauges set from a fresh read of the database.
+        """The exposition text: the counters (of every process of this `relay serve`), then
+        the gauges from a fresh read of the database."""
+        scrape = CollectorRegistry()
+        directory = multiprocess_directory()
+        if directory is None:
+            scrape.register(self.registry)
+        else:
+            MultiProcessCollector(scrape, path=directory)  # type: ignore[no-untyped-call]
+        scrape.register(QueueGauges(backlog, breakers))
+        return generate_latest(scrape)
 
-        Synchronous from clearing the gauges to rendering, so two scrapes cannot interleave.
-        """
-        self.pending.clear()
-        self.oldest_pending_age.clear()
-        self.breaker.clear()
-        for item in backlog:
-            self.pending.labels(subscription_id=item.subscription_id).set(item.pending)
-            self.oldest_pending_age.labels(subscription_id=item.subscription_id).set(
-                item.oldest_age_seconds
-            )
-        for subscription in breakers:
+
+def multiprocess_directory() -> str | None:
+    """Where the processes of this `relay serve` keep their counters, if they share them; the
+    same test prometheus-client makes when it creates a counter."""
+    return os.environ.get(MULTIPROCESS_DIRECTORY_VARIABLE) or None
+
+
+class QueueGauges(Collector):
+    """The queue's gauges, from one read of the database made for this scrape."""
+
+    def __init__(
+        self, backlog: Sequence[PendingBacklog], breakers: Sequence[SubscriptionBreaker]
+    ) -> None:
+        self.backlog = backlog
+        self.breakers = breakers
+
+    def collect(self) -> Iterable[Metric]:
+        pending = GaugeMetricFamily(
+            "relay_pending_deliveries",
+            "Deliveries waiting to be sent (due, scheduled for a retry or held by a breaker).",
+            labels=["subscription_id"],
+        )
+        oldest = GaugeMetricFamily(
+            "relay_oldest_pending_delivery_age_seconds",
+            "Age of the oldest pending delivery of the subscription.",
+            labels=["subscription_id"],
+        )
+        for item in self.backlog:
+            pending.add_metric([item.subscription_id], item.pending)
+            oldest.add_metric([item.subscription_id], item.oldest_age_seconds)
+        breaker = GaugeMetricFamily(
+            "relay_subscription_breaker_state",
+            "1 for the subscription's current circuit breaker state (closed, open, disabled).",
+            labels=["subscription_id", "state"],
+        )
+        for subscription in self.breakers:
             current = _BREAKER_STATE_OF.get(subscription.state, subscription.state)
             for state in BREAKER_STATES:
-                self.breaker.labels(subscription_id=subscription.subscription_id, state=state).set(
-                    1 if state == current else 0
+                breaker.add_metric(
+                    [subscription.subscription_id, state], 1 if state == current else 0
                 )
-        return generate_latest(self.registry)
+        return [pending, oldest, breaker]
 
 
 _process_default = Metrics()
