@@ -263,6 +263,17 @@ def _history_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 False,
             )
         )
+    rows.append(
+        _row(
+            f"3 history on disk ({history['webhooks']:,} webhooks with their rows, indexes "
+            "included), bytes per webhook",
+            f"{history['bytes_per_webhook']:,.0f}",
+            "-",
+            None,
+            "(reported)",
+            True,
+        )
+    )
     return rows
 
 

@@ -1045,7 +1045,19 @@ class Run:
             rows = await connection.fetchval(
                 "SELECT count(*) FROM deliveries WHERE status <> 'pending'"
             )
-        figure: dict[str, Any] = {"finished_deliveries": rows}
+            # What the history costs on disk, tables with their indexes and TOAST, for
+            # docs/scaling.md's growth figures.
+            sizes = {
+                table: await connection.fetchval("SELECT pg_total_relation_size($1)", table)
+                for table in _HISTORY_TABLES
+            }
+            webhooks = await connection.fetchval("SELECT count(*) FROM inbound_requests")
+        figure: dict[str, Any] = {
+            "finished_deliveries": rows,
+            "webhooks": webhooks,
+            "table_mb": {table: size / 2**20 for table, size in sizes.items()},
+            "bytes_per_webhook": sum(sizes.values()) / webhooks,
+        }
         one = await self.latency_run(
             "relay-serve-history",
             ["serve"],
@@ -1118,13 +1130,7 @@ class Run:
                 attempt["response_body"],
                 attempt["decision"],
             )
-        for table in (
-            "inbound_requests",
-            "dedupe_keys",
-            "events",
-            "deliveries",
-            "delivery_attempts",
-        ):
+        for table in _HISTORY_TABLES:
             await connection.execute(f"VACUUM ANALYZE {table}")
 
     # Helpers
@@ -1233,6 +1239,7 @@ FROM generate_series($3::int + 1, $3::int + $4::int) AS g,
 """
 
 
+_HISTORY_TABLES = ("inbound_requests", "dedupe_keys", "events", "deliveries", "delivery_attempts")
 # The history's ids sort before the relay's own (ULIDs, "01..."), as older rows would.
 _HISTORY_WHEN = "now() - interval '29 days' + g * (interval '29 days' / $1::int)"
 _SEED_REQUESTS = f"""
