@@ -1,11 +1,16 @@
 """The benchmark run: one fresh database, the relay as real processes, a load generator of its
-own, and each figure measured next to its floor. `python -m bench --help` for the options.
+own, and each figure measured next to its floor. `python -m bench --help` for the options;
+`--only` measures some figures alone.
 
-Order of the run: ingest (figure 1, with the serve process's memory for figure 5) and fan-out
-(figure 6) against `relay serve --no-dispatcher`, then the ingest floor; the dispatch backlog
-(figure 2, with the worker's memory) against `relay worker`, then the dispatch floor; end-to-end
-latency (figure 3) against `relay serve` with its dispatcher; last the claim query on a small
-and a large table (figure 4), in this process with the relay's own repository.
+Order of the run: the sources, subscriptions and one sample webhook (whose rows the same-rows
+floor copies); ingest (figure 1, with the serve process's memory for figure 5) and fan-out
+(figure 6) against `relay serve --no-dispatcher`, then the naive and same-rows ingest floors;
+the dispatch backlog (figure 2, with the worker's memory) against `relay worker`, then the
+dispatch floor; the same backlog drained by several workers and the claim's ceiling (figures 9,
+10); the FastAPI + procrastinate peer on its own database (figure 8); end-to-end latency
+(figure 3) against `relay serve` with its dispatcher; the claim query on a small and a large
+table (figure 4), in this process with the relay's own repository; isolation (figure 7); last
+figure 3 again on a database seeded with history.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -810,13 +816,12 @@ class Run:
             ]
             try:
                 async with self.db() as connection:
-                    # One delivery per worker first: each worker up and connected (a worker
-                    # starting later would only make the figure worse, never better).
+                    # Every worker listening (its dispatcher is up), then one delivery through.
+                    await self.wait_listeners(connection, workers, within=60)
                     await self.insert_backlog(
                         connection, subscription_id, count, prefix=f"dlv_bench_sp{count}_"
                     )
-                    for worker in workers:
-                        await self.wait_drained(connection, subscription_id, worker, within=60)
+                    await self.wait_drained(connection, subscription_id, workers[0], within=60)
                     prefix = f"dlv_bench_s{count}_"
                     t0 = await self.insert_backlog(
                         connection, subscription_id, self.profile.scaling_backlog, prefix=prefix
@@ -1214,6 +1219,21 @@ class Run:
             count,
         )
 
+    async def wait_listeners(
+        self, connection: asyncpg.Connection, workers: list[Process], within: float
+    ) -> None:
+        """Until each worker's dispatcher has its LISTEN connection open on this database."""
+        deadline = time.monotonic() + within
+        while await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        ) < len(workers):
+            for worker in workers:
+                worker.check_running()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(workers)} workers not listening within {within:g} s")
+            await asyncio.sleep(0.1)
+
     async def wait_drained(
         self, connection: asyncpg.Connection, subscription_id: str, worker: Process, within: float
     ) -> None:
@@ -1297,8 +1317,6 @@ _ATTEMPT_HEADERS = {
 
 def _serve_has_workers() -> bool:
     """Whether this build's `relay serve` takes --workers."""
-    import subprocess
-
     help_text = subprocess.run(  # noqa: S603 - our own command
         [relay_executable(), "serve", "--help"],
         capture_output=True,
@@ -1311,6 +1329,7 @@ def _serve_has_workers() -> bool:
 
 
 async def _peer_connection(url: str) -> Any:
+    # Imported here, as the peer's module is: only the peer's figure needs psycopg.
     import psycopg
 
     return await psycopg.AsyncConnection.connect(url, autocommit=True)
