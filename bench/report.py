@@ -176,7 +176,9 @@ def _peer_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(
         _row(
             f"8 dispatch of a {peer['dispatch']['deliveries']} backlog, 1 worker "
-            f"(peer concurrency {peer['concurrency']}), deliveries/s",
+            f"(peer concurrency {peer['concurrency']}"
+            + ("" if peer["dispatch"]["drained"] else ", peer NOT drained in time")
+            + "), deliveries/s",
             f"{relay_dispatch:.0f}" if relay_dispatch else "(dispatch not run)",
             f"{peer['dispatch']['per_s']:.0f} peer",
             peer["dispatch_ratio"],
