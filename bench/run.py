@@ -81,6 +81,7 @@ class Profile:
     isolation_hanging: int
     isolation_rate: float
     isolation_seconds: float
+    peer_backlog: int
     peer_latency_rate: float
     peer_latency_seconds: float
     scaling_workers: tuple[int, ...]
@@ -111,6 +112,7 @@ FULL = Profile(
     isolation_hanging=50,
     isolation_rate=20.0,
     isolation_seconds=30.0,
+    peer_backlog=20_000,
     peer_latency_rate=100.0,
     peer_latency_seconds=30.0,
     scaling_workers=(1, 2, 4),
@@ -138,6 +140,7 @@ SMOKE = Profile(
     isolation_hanging=5,
     isolation_rate=10.0,
     isolation_seconds=2.0,
+    peer_backlog=50,
     peer_latency_rate=20.0,
     peer_latency_seconds=1.0,
     scaling_workers=(1, 2),
@@ -959,7 +962,11 @@ class Run:
                 f"--database-url={peer_url}",
                 f"--concurrency={PEER_CONCURRENCY}",
             ]
+            # One serve and one worker for the whole figure: the worker starts after the
+            # ingest (as figure 1 runs `relay serve --no-dispatcher`), the serve idles while
+            # the worker drains the backlog.
             serve = self.start("peer-serve", serve_args)
+            worker: Process | None = None
             try:
                 serve.wait_listening(port)
                 ingest = await self.measure_ingest(
@@ -968,56 +975,16 @@ class Run:
                     self.profile.ingest_seconds,
                     warmup=self.profile.new_warmups,
                 )
-            finally:
-                self.stop(serve)
-            figure["ingest"] = {
-                "per_s": ingest["per_second"],
-                "failed": ingest["failed"],
-                "p50_ms": ingest["p50_ms"],
-                "p99_ms": ingest["p99_ms"],
-            }
-
-            async with await _peer_connection(peer_url) as connection:
-                await connection.execute("TRUNCATE procrastinate_jobs CASCADE")
-            worker = self.start("peer-worker", worker_args)
-            try:
-                # One job first: once it is done, the worker is up and connected.
-                await peer_procrastinate.defer_backlog(peer_url, f"{subscriber_url}/hook", 1)
-                await _peer_drained(peer_url, worker, within=60)
-                await peer_procrastinate.defer_backlog(
-                    peer_url, f"{subscriber_url}/hook", self.profile.backlog
-                )
-                started = time.monotonic()
-                # procrastinate's worker fetches one job per round trip: on a loaded machine it
-                # can take far longer than the relay's worker, so a slow drain is measured for
-                # what it did rather than failing the run.
-                drained = await _peer_drained(
-                    peer_url, worker, within=PEER_DRAIN_SECONDS, fail=False
-                )
-                seconds = time.monotonic() - started
-            finally:
-                self.stop(worker)
-            async with await _peer_connection(peer_url) as connection:
-                succeeded = await (
-                    await connection.execute(
-                        "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
-                    )
-                ).fetchone()
-                await connection.execute("TRUNCATE procrastinate_jobs CASCADE")
-            # The probe job succeeded too.
-            done = succeeded[0] - 1 if succeeded else 0
-            figure["dispatch"] = {
-                "deliveries": self.profile.backlog,
-                "drained": drained,
-                "succeeded": done,
-                "seconds": seconds,
-                "per_s": done / seconds,
-            }
-
-            serve = self.start("peer-serve-latency", serve_args)
-            worker = self.start("peer-worker-latency", worker_args)
-            try:
-                serve.wait_listening(port)
+                figure["ingest"] = {
+                    "per_s": ingest["per_second"],
+                    "failed": ingest["failed"],
+                    "p50_ms": ingest["p50_ms"],
+                    "p99_ms": ingest["p99_ms"],
+                }
+                async with await _peer_connection(peer_url) as connection:
+                    await connection.execute("TRUNCATE procrastinate_jobs CASCADE")
+                worker = self.start("peer-worker", worker_args)
+                figure["dispatch"] = await self.peer_dispatch(peer_url, worker, subscriber_url)
                 raw = await self.run_latency(
                     f"http://127.0.0.1:{port}/ingest/bringg",
                     latency_port,
@@ -1027,7 +994,8 @@ class Run:
                     per_webhook=3,
                 )
             finally:
-                self.stop(worker)
+                if worker is not None:
+                    self.stop(worker)
                 self.stop(serve)
             figure["latency"] = _latency_figure(raw, "peer latency")
             figure["latency"].pop("latencies_ms")
@@ -1047,6 +1015,41 @@ class Run:
         relay_latency.pop("latencies_ms")
         figure["relay_latency"] = relay_latency
         self.figures["peer"] = figure
+
+    async def peer_dispatch(
+        self, peer_url: str, worker: Process, subscriber_url: str
+    ) -> dict[str, Any]:
+        """The peer's worker draining a backlog of `peer_backlog` jobs; its queue left empty."""
+        from bench import peer_procrastinate
+
+        # One job first: once it is done, the worker is up and connected.
+        await peer_procrastinate.defer_backlog(peer_url, f"{subscriber_url}/hook", 1)
+        await _peer_drained(peer_url, worker, within=60)
+        backlog = self.profile.peer_backlog
+        await peer_procrastinate.defer_backlog(peer_url, f"{subscriber_url}/hook", backlog)
+        started = time.monotonic()
+        # procrastinate's worker fetches one job per round trip: on a loaded machine it can
+        # take far longer than the relay's worker, so a slow drain is measured for what it did
+        # rather than failing the run.
+        drained = await _peer_drained(peer_url, worker, within=PEER_DRAIN_SECONDS, fail=False)
+        seconds = time.monotonic() - started
+        async with await _peer_connection(peer_url) as connection:
+            succeeded = await (
+                await connection.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+                )
+            ).fetchone()
+            # What is left (nothing, once drained) must not reach the latency's subscriber.
+            await connection.execute("TRUNCATE procrastinate_jobs CASCADE")
+        # The probe job succeeded too.
+        done = succeeded[0] - 1 if succeeded else 0
+        return {
+            "deliveries": backlog,
+            "drained": drained,
+            "succeeded": done,
+            "seconds": seconds,
+            "per_s": done / seconds,
+        }
 
     async def history(self) -> None:
         """Figure 3 again on a database that holds history: at least `history_deliveries`
