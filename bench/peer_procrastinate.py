@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import psycopg
 import uvicorn
+import uvloop
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from procrastinate import App, PsycopgConnector
@@ -182,8 +183,6 @@ def run_worker(database_url: str, concurrency: int) -> None:
             await queue.run_worker_async(
                 queues=["deliveries"], concurrency=concurrency, wait=True, listen_notify=True
             )
-
-    import uvloop
 
     uvloop.run(work())
 
