@@ -1,6 +1,8 @@
 """Figure 3, a process of its own: the vendor and the subscriber in one process, so one
 monotonic clock times each webhook from the moment its POST is sent to the relay until its
-delivery reaches the subscriber.
+delivery reaches the subscriber: each of its deliveries when several subscriptions (one path
+each on the subscriber) want it. The id comes from the relay's envelope, or from the raw Bringg
+body that the FastAPI + procrastinate peer forwards as it came.
 
 Webhooks leave on a fixed schedule (open loop: a slow answer does not slow the sending), after
 a warm-up whose webhooks are not counted. Writes a JSON file with every latency.
@@ -28,7 +30,8 @@ MAX_IN_FLIGHT = 100
 class Clock:
     def __init__(self) -> None:
         self.sent: dict[str, float] = {}
-        self.received: dict[str, float] = {}
+        # (webhook id, subscriber path) -> first arrival: a retried delivery counts once.
+        self.received: dict[tuple[str, str], float] = {}
         self.answered: dict[str, float] = {}
         self.answered_200 = 0
         self.failed = 0
@@ -43,14 +46,22 @@ class Clock:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         now = time.monotonic()
-        envelope = orjson.loads(b"".join(chunks))
-        self.received.setdefault(str(envelope["subject"]["id"]), now)
+        document = orjson.loads(b"".join(chunks))
+        subject = document["subject"]["id"] if "subject" in document else document["run"]["id"]
+        self.received.setdefault((str(subject), scope["path"]), now)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
 
 async def measure(
-    relay_url: str, port: int, *, rate: float, duration: float, warmup: float, first_id: int
+    relay_url: str,
+    port: int,
+    *,
+    rate: float,
+    duration: float,
+    warmup: float,
+    first_id: int,
+    per_webhook: int = 1,
 ) -> dict[str, Any]:
     clock = Clock()
     config = uvicorn.Config(
@@ -113,20 +124,33 @@ async def measure(
         for task in unanswered:
             task.cancel()
         await asyncio.gather(*unanswered, return_exceptions=True)
-        waiting = [key for key in measured if key not in clock.received]
+
+        waiting = set(measured)
         while waiting and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            waiting = [key for key in waiting if key not in clock.received]
+            by_subject: dict[str, int] = {}
+            for subject, _path in clock.received:
+                by_subject[subject] = by_subject.get(subject, 0) + 1
+            waiting = {key for key in waiting if by_subject.get(key, 0) < per_webhook}
 
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError, TimeoutError):
         async with asyncio.timeout(5):
             await server_task
+    measured_set = set(measured)
     latencies = [
-        (clock.received[key] - clock.sent[key]) * 1000 for key in measured if key in clock.received
+        (moment - clock.sent[subject]) * 1000
+        for (subject, _path), moment in clock.received.items()
+        if subject in measured_set
     ]
+    arrivals: dict[str, int] = {}
+    for subject, _path in clock.received:
+        arrivals[subject] = arrivals.get(subject, 0) + 1
     return {
         "sent": len(measured),
+        "per_webhook": per_webhook,
+        # Webhooks all of whose deliveries arrived; the latencies are one per delivery.
+        "delivered_webhooks": sum(arrivals.get(key, 0) >= per_webhook for key in measured),
         "skipped": skipped,
         "answered_200": clock.answered_200,
         "failed": clock.failed,
@@ -151,6 +175,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--first-id", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--per-webhook", type=int, default=1, help="Deliveries each webhook should bring."
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -166,6 +193,7 @@ def main() -> None:
             duration=args.duration,
             warmup=args.warmup,
             first_id=args.first_id,
+            per_webhook=args.per_webhook,
         )
     )
     args.out.write_bytes(orjson.dumps(result))

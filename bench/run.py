@@ -1,11 +1,16 @@
 """The benchmark run: one fresh database, the relay as real processes, a load generator of its
-own, and each figure measured next to its floor. `python -m bench --help` for the options.
+own, and each figure measured next to its floor. `python -m bench --help` for the options;
+`--only` measures some figures alone.
 
-Order of the run: ingest (figure 1, with the serve process's memory for figure 5) and fan-out
-(figure 6) against `relay serve --no-dispatcher`, then the ingest floor; the dispatch backlog
-(figure 2, with the worker's memory) against `relay worker`, then the dispatch floor; end-to-end
-latency (figure 3) against `relay serve` with its dispatcher; last the claim query on a small
-and a large table (figure 4), in this process with the relay's own repository.
+Order of the run: the sources, subscriptions and one sample webhook (whose rows the same-rows
+floor copies); ingest (figure 1, with the serve process's memory for figure 5) and fan-out
+(figure 6) against `relay serve --no-dispatcher`, then the naive and same-rows ingest floors;
+the dispatch backlog (figure 2, with the worker's memory) against `relay worker`, then the
+dispatch floor; the same backlog drained by several workers and the claim's ceiling (figures 9,
+10); the FastAPI + procrastinate peer on its own database (figure 8); end-to-end latency
+(figure 3) against `relay serve` with its dispatcher; the claim query on a small and a large
+table (figure 4), in this process with the relay's own repository; isolation (figure 7); last
+figure 3 again on a database seeded with history.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +40,13 @@ from sqlalchemy.engine import make_url
 
 from bench.floor import TABLE_DDL
 from bench.isolation import scenario as isolation_scenario
-from bench.payloads import BRINGG_TOKEN, ROUTESTRIPE_BATCH, ROUTESTRIPE_SECRET, bringg_template
+from bench.payloads import (
+    BRINGG_TOKEN,
+    ROUTESTRIPE_BATCH,
+    ROUTESTRIPE_SECRET,
+    bringg_body,
+    bringg_template,
+)
 from bench.procs import MemorySampler, Process, base_env, free_port, relay_executable
 from bench.report import print_table, summarize, write_results
 from relay.core.crypto import new_key
@@ -69,6 +81,19 @@ class Profile:
     isolation_hanging: int
     isolation_rate: float
     isolation_seconds: float
+    peer_backlog: int
+    peer_latency_rate: float
+    peer_latency_seconds: float
+    scaling_workers: tuple[int, ...]
+    scaling_backlog: int
+    ceiling_rows: int
+    ceiling_claimers: tuple[int, ...]
+    ceiling_seconds: float
+    history_deliveries: int
+    history_serve_workers: int
+    # Whether the floors and the peer warm up before their measured load (the smoke run
+    # leaves it out: it only proves the harness).
+    new_warmups: bool
 
 
 FULL = Profile(
@@ -87,6 +112,17 @@ FULL = Profile(
     isolation_hanging=50,
     isolation_rate=20.0,
     isolation_seconds=30.0,
+    peer_backlog=20_000,
+    peer_latency_rate=100.0,
+    peer_latency_seconds=30.0,
+    scaling_workers=(1, 2, 4),
+    scaling_backlog=20_000,
+    ceiling_rows=200_000,
+    ceiling_claimers=(1, 2, 4, 8),
+    ceiling_seconds=5.0,
+    history_deliveries=1_000_000,
+    history_serve_workers=2,
+    new_warmups=True,
 )
 SMOKE = Profile(
     name="smoke",
@@ -104,8 +140,36 @@ SMOKE = Profile(
     isolation_hanging=5,
     isolation_rate=10.0,
     isolation_seconds=2.0,
+    peer_backlog=50,
+    peer_latency_rate=20.0,
+    peer_latency_seconds=1.0,
+    scaling_workers=(1, 2),
+    scaling_backlog=100,
+    ceiling_rows=1_000,
+    ceiling_claimers=(1, 2),
+    ceiling_seconds=0.5,
+    history_deliveries=3_000,
+    history_serve_workers=2,
+    new_warmups=False,
 )
 FANOUT = (1, 10, 100)
+# What `--only` may name, in the order a run measures them.
+FIGURES = (
+    "ingest",
+    "floor",
+    "dispatch",
+    "latency",
+    "claim",
+    "isolation",
+    "scaling",
+    "peer",
+    "history",
+)
+# The peer's worker: as many jobs in flight as its pool can serve, on a 2-core machine (more
+# concurrent fetches only queue on procrastinate_jobs' lock and the CPU).
+PEER_CONCURRENCY = 32
+# The longest the peer's worker is given to drain figure 2's backlog.
+PEER_DRAIN_SECONDS = 600.0
 
 
 def _plain(url: str) -> str:
@@ -126,6 +190,12 @@ class Run:
         self.wrk = shutil.which("wrk") if use_wrk else None
         self.template_path = workdir / "bringg.json"
         self.template_path.write_text(bringg_template())
+        self.sample_path = workdir / "same-rows-sample.json"
+        self.three: list[str] = []
+        self.backlog_subscription = ""
+        self.scaling_subscription = ""
+        # Subscriptions that want the bench's webhooks now (see set_matching).
+        self.matching: set[str] = set()
         self.next_id = 10_000_000
         self.processes: list[Process] = []
         self.figures: dict[str, Any] = {}
@@ -246,6 +316,7 @@ class Run:
             ok = raw["requests"] - raw["non_2xx"]
             elapsed = raw["duration_us"] / 1e6
             failed = raw["non_2xx"] + raw["socket_errors"]
+            p50, p99 = raw["p50_us"] / 1000, raw["p99_us"] / 1000
         else:
             args = [
                 sys.executable,
@@ -259,23 +330,33 @@ class Run:
             ]
             raw = await self._run_json(args, within=seconds + 60)
             ok, failed, elapsed = raw["ok"], raw["failed"], raw["seconds"]
+            p50, p99 = raw["p50_ms"], raw["p99_ms"]
         if ok == 0:
             raise RuntimeError(f"load on {url}: nothing answered 200, {failed} failed")
-        return {"ok": ok, "failed": failed, "seconds": elapsed, "per_second": ok / elapsed}
+        return {
+            "ok": ok,
+            "failed": failed,
+            "seconds": elapsed,
+            "per_second": ok / elapsed,
+            "p50_ms": p50,
+            "p99_ms": p99,
+        }
 
-    async def measure_ingest(self, url: str, kind: str, seconds: int) -> dict[str, float]:
-        await self.load(url, kind, self.profile.warmup)
+    async def measure_ingest(
+        self, url: str, kind: str, seconds: int, *, warmup: bool = True
+    ) -> dict[str, float]:
+        if warmup:
+            await self.load(url, kind, self.profile.warmup)
         return await self.load(url, kind, seconds)
 
     # Figures
 
-    async def ingest_and_fanout(self, subscriber_url: str) -> str:
-        """Figures 1, 5 (serve) and 6; returns the subscription figure 2 drains into."""
-        serve, port = self.start_relay("relay-serve", "serve", "--no-dispatcher")
-        memory = MemorySampler(serve.pid)
-        base = f"http://127.0.0.1:{port}"
+    async def setup(self, subscriber_url: str) -> None:
+        """The sources and subscriptions every figure uses, and one webhook through the relay
+        whose rows the same-rows floor copies."""
+        serve, port = self.start_relay("relay-serve-setup", "serve", "--no-dispatcher")
         try:
-            async with admin_client(base) as api:
+            async with admin_client(f"http://127.0.0.1:{port}") as api:
                 await self.api(
                     api,
                     "POST",
@@ -296,8 +377,74 @@ class Run:
                         "verification": {"type": "hmac", "secret": ROUTESTRIPE_SECRET},
                     },
                 )
-                three = [await self.subscription(api, subscriber_url) for _ in range(3)]
+                self.three = [await self.subscription(api, subscriber_url) for _ in range(3)]
+                # Figure 2's backlog is written straight into deliveries: it wants no webhook.
+                self.backlog_subscription = await self.subscription(
+                    api, subscriber_url, matching=False, max_concurrency=DISPATCH_CONCURRENCY
+                )
+                # Room for every worker of the scaling figure, so the subscription's own
+                # limit is not what caps them.
+                self.scaling_subscription = await self.subscription(
+                    api,
+                    subscriber_url,
+                    matching=False,
+                    max_concurrency=DISPATCH_CONCURRENCY * max(self.profile.scaling_workers),
+                )
+                sample_id = self.ids()
+                response = await api.post(
+                    f"http://127.0.0.1:{port}/ingest/bringg",
+                    content=bringg_body(bringg_template(), sample_id),
+                    headers={
+                        "Authorization": f"Bearer {BRINGG_TOKEN}",
+                        "Content-Type": "application/json",
+                    },
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"sample webhook: {response.status_code} {response.text}")
+        finally:
+            self.stop(serve)
+        async with self.db() as connection:
+            event = await connection.fetchrow(
+                "SELECT e.source_id, s.slug, e.type, e.vendor, e.vendor_event_name, "
+                "e.vendor_event_id, e.subject_kind, e.subject_id, e.occurred_at, e.envelope, "
+                "(SELECT d.subject_key FROM deliveries AS d WHERE d.event_id = e.id LIMIT 1) "
+                "AS subject_key "
+                "FROM events AS e JOIN sources AS s ON s.id = e.source_id "
+                "ORDER BY e.received_at DESC LIMIT 1"
+            )
+            await self.close_pending(connection)
+        self.sample_path.write_bytes(
+            orjson.dumps(
+                {
+                    "source_id": event["source_id"],
+                    "slug": event["slug"],
+                    "subject_key": event["subject_key"],
+                    "subscription_ids": self.three,
+                    "event": {
+                        key: event[key]
+                        for key in (
+                            "type",
+                            "vendor",
+                            "vendor_event_name",
+                            "vendor_event_id",
+                            "subject_kind",
+                            "subject_id",
+                            "occurred_at",
+                            "envelope",
+                        )
+                    },
+                }
+            )
+        )
 
+    async def ingest_and_fanout(self, subscriber_url: str) -> None:
+        """Figures 1, 5 (serve) and 6."""
+        serve, port = self.start_relay("relay-serve", "serve", "--no-dispatcher")
+        memory = MemorySampler(serve.pid)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with admin_client(base) as api:
+                three = self.three
                 started = time.monotonic()
                 relay = await self.measure_ingest(
                     f"{base}/ingest/bringg", "bringg", self.profile.ingest_seconds
@@ -310,6 +457,8 @@ class Run:
                     "relay_per_s": relay["per_second"],
                     "relay_answered": relay["ok"],
                     "relay_failed": relay["failed"],
+                    "relay_p50_ms": relay["p50_ms"],
+                    "relay_p99_ms": relay["p99_ms"],
                     "routestripe_requests_per_s": batches["per_second"],
                     "routestripe_events_per_s": batches["per_second"] * ROUTESTRIPE_BATCH,
                     "subscriptions": len(three),
@@ -347,41 +496,64 @@ class Run:
                 self.figures["fanout"] = {"runs": runs}
                 for subscription in fanout_subscriptions:
                     await self.set_matching(api, subscription, matching=False)
-                backlog_subscription = await self.subscription(
-                    api, subscriber_url, max_concurrency=DISPATCH_CONCURRENCY
-                )
         finally:
             memory.stop()
             self.stop(serve)
-        return backlog_subscription
 
-    async def ingest_floor(self) -> None:
-        port = free_port()
-        floor = self.start(
-            "ingest-floor",
-            [
-                sys.executable,
-                "-m",
-                "bench.floor",
-                f"--database-url={self.database_url}",
-                f"--port={port}",
-                f"--pool-size={Settings.model_fields['db_pool_size'].default}",
+    async def floors(self) -> None:
+        """Figure 1's floors, each against the same load: the naive floor (one INSERT of the
+        body), the same-rows floor (the relay's own rows in its own tables, one statement, with
+        pg_notify) and the same-rows floor without pg_notify."""
+        pool_size = f"--pool-size={Settings.model_fields['db_pool_size'].default}"
+        floors = {
+            "naive": ["bench.floor"],
+            "same_rows": ["bench.same_rows_floor", f"--sample={self.sample_path}"],
+            "same_rows_no_notify": [
+                "bench.same_rows_floor",
+                f"--sample={self.sample_path}",
+                "--no-notify",
             ],
-        )
-        memory = MemorySampler(floor.pid)
-        try:
-            floor.wait_listening(port)
-            result = await self.measure_ingest(
-                f"http://127.0.0.1:{port}/ingest/bringg", "bringg", self.profile.ingest_seconds
+        }
+        figure: dict[str, float] = {}
+        for name, (module, *options) in floors.items():
+            port = free_port()
+            floor = self.start(
+                f"ingest-floor-{name}",
+                [
+                    sys.executable,
+                    "-m",
+                    module,
+                    f"--database-url={self.database_url}",
+                    f"--port={port}",
+                    pool_size,
+                    *options,
+                ],
             )
-        finally:
-            memory.stop()
-            self.stop(floor)
-        ingest = self.figures["ingest"]
-        ingest["floor_per_s"] = result["per_second"]
-        ingest["floor_failed"] = result["failed"]
-        ingest["ratio"] = ingest["relay_per_s"] / result["per_second"]
-        self.figures["memory"]["serve_floor_mb"] = memory.peak_mb()
+            memory = MemorySampler(floor.pid)
+            try:
+                floor.wait_listening(port)
+                result = await self.measure_ingest(
+                    f"http://127.0.0.1:{port}/ingest/bringg",
+                    "bringg",
+                    self.profile.ingest_seconds,
+                    warmup=self.profile.new_warmups,
+                )
+            finally:
+                memory.stop()
+                self.stop(floor)
+            figure[f"{name}_per_s"] = result["per_second"]
+            figure[f"{name}_failed"] = result["failed"]
+            figure[f"{name}_p50_ms"] = result["p50_ms"]
+            figure[f"{name}_p99_ms"] = result["p99_ms"]
+            if name == "naive":
+                self.figures.setdefault("memory", {})["serve_floor_mb"] = memory.peak_mb()
+        async with self.db() as connection:
+            figure["same_rows_deliveries"] = await connection.fetchval(
+                "SELECT count(*) FROM deliveries WHERE id LIKE 'dlv_sr%'"
+            )
+            # Its deliveries are history, not a backlog for the figures after.
+            await self.close_pending(connection)
+        self.figures["floors"] = figure
 
     async def dispatch(self, subscription_id: str, subscriber_url: str) -> None:
         """Figure 2 and the worker's half of figure 5."""
@@ -418,7 +590,7 @@ class Run:
             "seconds": seconds,
             "relay_per_s": row["succeeded"] / seconds,
         }
-        self.figures["memory"]["worker_peak_mb"] = memory.peak_mb(started, finished)
+        self.figures.setdefault("memory", {})["worker_peak_mb"] = memory.peak_mb(started, finished)
 
         bodies_path = self.workdir / "dispatch-bodies.json"
         secret = self.secrets[subscription_id]
@@ -452,62 +624,88 @@ class Run:
         dispatch = self.figures["dispatch"]
         dispatch["floor_per_s"] = result["ok"] / result["seconds"]
         dispatch["ratio"] = dispatch["relay_per_s"] / dispatch["floor_per_s"]
-        self.figures["memory"]["worker_floor_mb"] = floor_memory.peak_mb()
+        self.figures.setdefault("memory", {})["worker_floor_mb"] = floor_memory.peak_mb()
 
-    async def latency(self, backlog_subscription: str) -> None:
+    async def latency(self) -> None:
         """Figure 3: relay serve with its dispatcher, at a steady rate."""
+        self.figures["latency"] = await self.latency_run(
+            "relay-serve-dispatcher",
+            ["serve"],
+            rate=self.profile.latency_rate,
+            seconds=self.profile.latency_seconds,
+        )
+
+    async def latency_run(
+        self,
+        name: str,
+        serve_args: list[str],
+        *,
+        rate: float,
+        seconds: float,
+        subscribers: int = 1,
+    ) -> dict[str, Any]:
+        """bench/latency.py against `relay <serve_args>`: `subscribers` subscriptions (one path
+        each on the latency process's subscriber) want every webhook, no other does."""
         async with self.db() as connection:
             await self.close_pending(connection)
-        serve, port = self.start_relay("relay-serve-dispatcher", "serve")
+        serve, port = self.start_relay(name, *serve_args)
         subscriber_port = free_port()
-        out = self.workdir / "latency.json"
+        out = self.workdir / f"{name}.json"
         try:
             async with admin_client(f"http://127.0.0.1:{port}") as api:
-                await self.set_matching(api, backlog_subscription, matching=False)
-                await self.subscription(
-                    api,
-                    f"http://127.0.0.1:{subscriber_port}",
-                    max_concurrency=DISPATCH_CONCURRENCY,
+                await self.quiet(api)
+                created = [
+                    await self.subscription(
+                        api,
+                        f"http://127.0.0.1:{subscriber_port}/s{number}",
+                        max_concurrency=DISPATCH_CONCURRENCY,
+                    )
+                    for number in range(subscribers)
+                ]
+                raw = await self.run_latency(
+                    f"http://127.0.0.1:{port}/ingest/bringg",
+                    subscriber_port,
+                    out,
+                    rate=rate,
+                    seconds=seconds,
+                    per_webhook=subscribers,
                 )
-            args = [
-                sys.executable,
-                "-m",
-                "bench.latency",
-                f"http://127.0.0.1:{port}/ingest/bringg",
-                f"--port={subscriber_port}",
-                f"--rate={self.profile.latency_rate}",
-                f"--duration={self.profile.latency_seconds}",
-                f"--warmup={self.profile.warmup}",
-                f"--first-id={self.ids()}",
-                f"--out={out}",
-            ]
-            # Sending, then at most max(20, duration) s for answers and deliveries, then exit.
-            within = self.profile.warmup + self.profile.latency_seconds * 2 + 60
-            await self._run_json(args, within=within)
+                for subscription in created:
+                    await self.api(api, "DELETE", f"/v1/subscriptions/{subscription}", None)
+                    self.matching.discard(subscription)
         finally:
             self.stop(serve)
-        raw = orjson.loads(out.read_bytes())
-        latencies = sorted(raw["latencies_ms"])
-        if not latencies:
-            raise RuntimeError(f"latency: nothing delivered of {raw['sent']}: {raw}")
-        self.figures["latency"] = {
-            "rate": raw["offered_rate"],
-            "achieved_rate": raw["achieved_rate"],
-            "sent": raw["sent"],
-            "skipped": raw["skipped"],
-            "delivered": raw["delivered"],
-            "failed": raw["failed"],
-            "p50_ms": _percentile(latencies, 50),
-            "p90_ms": _percentile(latencies, 90),
-            "p99_ms": _percentile(latencies, 99),
-            "max_ms": latencies[-1],
-            # Vendor POST sent -> relay answered 200: the ingest's share of the latency.
-            "answer_p50_ms": _percentile(raw["answer_ms"], 50),
-            "answer_p99_ms": _percentile(raw["answer_ms"], 99),
-            "latencies_ms": latencies,
-        }
+        return _latency_figure(raw, name)
 
-    async def isolation(self, backlog_subscription: str) -> None:
+    async def run_latency(
+        self,
+        url: str,
+        subscriber_port: int,
+        out: Path,
+        *,
+        rate: float,
+        seconds: float,
+        per_webhook: int,
+    ) -> dict[str, Any]:
+        args = [
+            sys.executable,
+            "-m",
+            "bench.latency",
+            url,
+            f"--port={subscriber_port}",
+            f"--rate={rate}",
+            f"--duration={seconds}",
+            f"--warmup={self.profile.warmup}",
+            f"--first-id={self.ids()}",
+            f"--out={out}",
+            f"--per-webhook={per_webhook}",
+        ]
+        # Sending, then at most max(20, duration) s for answers and deliveries, then exit.
+        await self._run_json(args, within=self.profile.warmup + seconds * 2 + 60)
+        raw: dict[str, Any] = orjson.loads(await asyncio.to_thread(out.read_bytes))
+        return raw
+
+    async def isolation(self) -> None:
         """Figure 7: a healthy subscriber's latency alone, then beside hanging subscriptions
         (bench/isolation.py), against relay serve with its dispatcher."""
         async with self.db() as connection:
@@ -517,7 +715,7 @@ class Run:
         )
         try:
             async with admin_client(f"http://127.0.0.1:{port}") as api:
-                await self.set_matching(api, backlog_subscription, matching=False)
+                await self.quiet(api)
                 runs = {}
                 for name, bad in (("alone", 0), ("hanging", self.profile.isolation_hanging)):
                     result = await isolation_scenario(
@@ -609,15 +807,358 @@ class Run:
         # The first claims warm the pool and the plan cache.
         return statistics.median(timings[3:])
 
+    async def scaling(self) -> None:
+        """Figure 9: one backlog drained by 1, 2, 4 `relay worker` processes on one database
+        (one subscription with room for all of them, one subscriber process)."""
+        subscription_id = self.scaling_subscription
+        runs = []
+        for count in self.profile.scaling_workers:
+            async with self.db() as connection:
+                await self.close_pending(connection)
+            workers = [
+                self.start_relay(f"relay-worker-{count}-{number}", "worker")[0]
+                for number in range(count)
+            ]
+            try:
+                async with self.db() as connection:
+                    # Every worker listening (its dispatcher is up), then one delivery through.
+                    await self.wait_listeners(connection, workers, within=60)
+                    await self.insert_backlog(
+                        connection, subscription_id, count, prefix=f"dlv_bench_sp{count}_"
+                    )
+                    await self.wait_drained(connection, subscription_id, workers[0], within=60)
+                    prefix = f"dlv_bench_s{count}_"
+                    t0 = await self.insert_backlog(
+                        connection, subscription_id, self.profile.scaling_backlog, prefix=prefix
+                    )
+                    await self.wait_drained(connection, subscription_id, workers[0], within=300)
+                    row = await connection.fetchrow(
+                        "SELECT max(completed_at) AS last, "
+                        "count(*) FILTER (WHERE status = 'succeeded') AS succeeded, "
+                        "sum(attempts) AS attempts "
+                        "FROM deliveries WHERE id LIKE $1",
+                        prefix + "%",
+                    )
+            finally:
+                for worker in workers:
+                    self.stop(worker)
+            seconds = (row["last"] - t0).total_seconds()
+            runs.append(
+                {
+                    "workers": count,
+                    "deliveries": self.profile.scaling_backlog,
+                    "succeeded": row["succeeded"],
+                    "attempts": row["attempts"],
+                    "seconds": seconds,
+                    "per_s": row["succeeded"] / seconds,
+                }
+            )
+        self.figures["scaling"] = {"runs": runs}
+        await self.claim_ceiling()
+
+    async def claim_ceiling(self) -> None:
+        """Figure 10: the claim's ceiling under its advisory lock. N claimers, each its own
+        connection, call the relay's claim in a loop against a large pending table, each claim
+        rolled back (so the lock is released at once and the same rows stay due)."""
+        subscription_id = self.scaling_subscription
+        async with self.db() as connection:
+            await self.close_pending(connection)
+            await self.insert_backlog(
+                connection, subscription_id, self.profile.ceiling_rows, prefix="dlv_bench_c"
+            )
+            await connection.execute("VACUUM ANALYZE deliveries")
+        settings = Settings(
+            database_url=self.database_url,
+            encryption_key=self.encryption_key,
+            data_dir=self.workdir / "relay-data",
+            db_pool_size=max(self.profile.ceiling_claimers),
+        )
+        engine = create_engine(self.database_url, settings)
+        factory = create_session_factory(engine)
+        shares = WorkerShares(slots={}, default=CLAIM_BATCH, strangers=CLAIM_BATCH)
+        runs = []
+        try:
+            for claimers in self.profile.ceiling_claimers:
+                claims = rows = 0
+
+                async def claimer(deadline: float) -> None:
+                    nonlocal claims, rows
+                    while time.monotonic() < deadline:
+                        async with factory() as session:
+                            batch = await claim(
+                                session,
+                                worker="bench-ceiling",
+                                limit=CLAIM_BATCH,
+                                lease=timedelta(seconds=60),
+                                probe_interval=timedelta(minutes=1),
+                                shares=shares,
+                            )
+                            await session.rollback()
+                        claims += 1
+                        rows += len(batch.deliveries)
+
+                # A short warm-up opens the connections and prepares the statements.
+                warm = time.monotonic() + 0.2
+                await asyncio.gather(*(claimer(warm) for _ in range(claimers)))
+                claims = rows = 0
+                started = time.monotonic()
+                deadline = started + self.profile.ceiling_seconds
+                await asyncio.gather(*(claimer(deadline) for _ in range(claimers)))
+                elapsed = time.monotonic() - started
+                runs.append(
+                    {
+                        "claimers": claimers,
+                        "claims_per_s": claims / elapsed,
+                        "rows_per_s": rows / elapsed,
+                        "rows_per_claim": rows / claims if claims else 0,
+                    }
+                )
+        finally:
+            await engine.dispose()
+        async with self.db() as connection:
+            await connection.execute("DELETE FROM deliveries WHERE id LIKE 'dlv_bench_c%'")
+        self.figures["claim_ceiling"] = {
+            "pending": self.profile.ceiling_rows,
+            "batch": CLAIM_BATCH,
+            "runs": runs,
+        }
+
+    async def peer(self, subscriber_url: str) -> None:
+        """Figure 8: the FastAPI + procrastinate peer (bench/peer_procrastinate.py) on its own
+        database, measured as the relay is: ingest under figure 1's load, a backlog drained by
+        one worker, and latency at a steady rate with 3 subscribers; the relay's latency in the
+        same shape beside it."""
+        from bench import peer_procrastinate
+
+        database = f"{self.database}_peer"
+        peer_url = make_url(self.database_url).set(database=database).render_as_string(False)
+        latency_port = free_port()
+        admin = await asyncpg.connect(self.server_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await admin.close()
+        figure: dict[str, Any] = {"concurrency": PEER_CONCURRENCY}
+        try:
+            await peer_procrastinate.prepare(
+                peer_url, [f"http://127.0.0.1:{latency_port}/s{number}" for number in range(3)]
+            )
+            port = free_port()
+            pool = f"--pool-size={Settings.model_fields['db_pool_size'].default}"
+            serve_args = [
+                sys.executable,
+                "-m",
+                "bench.peer_procrastinate",
+                "serve",
+                f"--database-url={peer_url}",
+                f"--port={port}",
+                pool,
+            ]
+            worker_args = [
+                sys.executable,
+                "-m",
+                "bench.peer_procrastinate",
+                "worker",
+                f"--database-url={peer_url}",
+                f"--concurrency={PEER_CONCURRENCY}",
+            ]
+            # One serve and one worker for the whole figure: the worker starts after the
+            # ingest (as figure 1 runs `relay serve --no-dispatcher`), the serve idles while
+            # the worker drains the backlog.
+            serve = self.start("peer-serve", serve_args)
+            worker: Process | None = None
+            try:
+                serve.wait_listening(port)
+                ingest = await self.measure_ingest(
+                    f"http://127.0.0.1:{port}/ingest/bringg",
+                    "bringg",
+                    self.profile.ingest_seconds,
+                    warmup=self.profile.new_warmups,
+                )
+                figure["ingest"] = {
+                    "per_s": ingest["per_second"],
+                    "failed": ingest["failed"],
+                    "p50_ms": ingest["p50_ms"],
+                    "p99_ms": ingest["p99_ms"],
+                }
+                async with await _peer_connection(peer_url) as connection:
+                    await connection.execute("TRUNCATE procrastinate_jobs CASCADE")
+                worker = self.start("peer-worker", worker_args)
+                figure["dispatch"] = await self.peer_dispatch(peer_url, worker, subscriber_url)
+                raw = await self.run_latency(
+                    f"http://127.0.0.1:{port}/ingest/bringg",
+                    latency_port,
+                    self.workdir / "peer-latency.json",
+                    rate=self.profile.peer_latency_rate,
+                    seconds=self.profile.peer_latency_seconds,
+                    per_webhook=3,
+                )
+            finally:
+                if worker is not None:
+                    self.stop(worker)
+                self.stop(serve)
+            figure["latency"] = _latency_figure(raw, "peer latency")
+            figure["latency"].pop("latencies_ms")
+        finally:
+            admin = await asyncpg.connect(self.server_url)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            finally:
+                await admin.close()
+        relay_latency = await self.latency_run(
+            "relay-serve-peer-latency",
+            ["serve"],
+            rate=self.profile.peer_latency_rate,
+            seconds=self.profile.peer_latency_seconds,
+            subscribers=3,
+        )
+        relay_latency.pop("latencies_ms")
+        figure["relay_latency"] = relay_latency
+        self.figures["peer"] = figure
+
+    async def peer_dispatch(
+        self, peer_url: str, worker: Process, subscriber_url: str
+    ) -> dict[str, Any]:
+        """The peer's worker draining a backlog of `peer_backlog` jobs; its queue left empty."""
+        from bench import peer_procrastinate
+
+        # One job first: once it is done, the worker is up and connected.
+        await peer_procrastinate.defer_backlog(peer_url, f"{subscriber_url}/hook", 1)
+        await _peer_drained(peer_url, worker, within=60)
+        backlog = self.profile.peer_backlog
+        await peer_procrastinate.defer_backlog(peer_url, f"{subscriber_url}/hook", backlog)
+        started = time.monotonic()
+        # procrastinate's worker fetches one job per round trip: on a loaded machine it can
+        # take far longer than the relay's worker, so a slow drain is measured for what it did
+        # rather than failing the run.
+        drained = await _peer_drained(peer_url, worker, within=PEER_DRAIN_SECONDS, fail=False)
+        seconds = time.monotonic() - started
+        async with await _peer_connection(peer_url) as connection:
+            succeeded = await (
+                await connection.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+                )
+            ).fetchone()
+            # What is left (nothing, once drained) must not reach the latency's subscriber.
+            await connection.execute("TRUNCATE procrastinate_jobs CASCADE")
+        # The probe job succeeded too.
+        done = succeeded[0] - 1 if succeeded else 0
+        return {
+            "deliveries": backlog,
+            "drained": drained,
+            "succeeded": done,
+            "seconds": seconds,
+            "per_s": done / seconds,
+        }
+
+    async def history(self) -> None:
+        """Figure 3 again on a database that holds history: at least `history_deliveries`
+        finished deliveries with their events, request log rows, dedupe keys and attempts, as
+        the relay would have written them over the past weeks; then with `relay serve
+        --workers N` when that option exists."""
+        async with self.db() as connection:
+            await self.close_pending(connection)
+            await self.seed_history(connection, self.profile.history_deliveries)
+            rows = await connection.fetchval(
+                "SELECT count(*) FROM deliveries WHERE status <> 'pending'"
+            )
+            # What the history costs on disk, tables with their indexes and TOAST, for
+            # docs/scaling.md's growth figures.
+            sizes = {
+                table: await connection.fetchval("SELECT pg_total_relation_size($1)", table)
+                for table in _HISTORY_TABLES
+            }
+            webhooks = await connection.fetchval("SELECT count(*) FROM inbound_requests")
+        figure: dict[str, Any] = {
+            "finished_deliveries": rows,
+            "webhooks": webhooks,
+            "table_mb": {table: size / 2**20 for table, size in sizes.items()},
+            "bytes_per_webhook": sum(sizes.values()) / webhooks,
+        }
+        one = await self.latency_run(
+            "relay-serve-history",
+            ["serve"],
+            rate=self.profile.latency_rate,
+            seconds=self.profile.latency_seconds,
+        )
+        one.pop("latencies_ms")
+        figure["one_process"] = one
+        workers = self.profile.history_serve_workers
+        if await asyncio.to_thread(_serve_has_workers):
+            many = await self.latency_run(
+                f"relay-serve-history-{workers}",
+                ["serve", f"--workers={workers}"],
+                rate=self.profile.latency_rate,
+                seconds=self.profile.latency_seconds,
+            )
+            many.pop("latencies_ms")
+            figure["workers"] = {"available": True, "count": workers, **many}
+        else:
+            figure["workers"] = {
+                "available": False,
+                "count": workers,
+                "reason": "`relay serve --help` has no --workers option in this build",
+            }
+        self.figures["history"] = figure
+
+    async def seed_history(self, connection: asyncpg.Connection, deliveries: int) -> None:
+        """Bulk history in the relay's shape: per webhook one request log row, one dedupe key,
+        one event and 3 finished deliveries (to the 3 subscriptions of figure 1), each with one
+        succeeded attempt, spread over the past 29 days (inside the default retention, so no
+        purge runs into the figure). Then VACUUM ANALYZE, as autovacuum would have done: this
+        machine's PostgreSQL runs with it off."""
+        sample = orjson.loads(self.sample_path.read_bytes())
+        event = sample["event"]
+        webhooks = -(-deliveries // 3)
+        attempt = await connection.fetchrow(
+            "SELECT request_headers::text, response_headers::text, response_body, decision "
+            "FROM delivery_attempts WHERE outcome = 'succeeded' LIMIT 1"
+        )
+        if attempt is None:
+            attempt = {
+                "request_headers": orjson.dumps(_ATTEMPT_HEADERS).decode(),
+                "response_headers": '{"content-length": "2"}',
+                "response_body": "ok",
+                "decision": "succeeded",
+            }
+        async with connection.transaction():
+            await connection.execute(
+                _SEED_REQUESTS,
+                webhooks,
+                sample["source_id"],
+                sample["slug"],
+                bringg_template().encode(),
+            )
+            await connection.execute(
+                _SEED_EVENTS,
+                webhooks,
+                sample["source_id"],
+                event["type"],
+                event["vendor"],
+                event["vendor_event_name"],
+                event["subject_kind"],
+                event["envelope"],
+            )
+            await connection.execute(_SEED_DELIVERIES, self.three)
+            await connection.execute(
+                _SEED_ATTEMPTS,
+                attempt["request_headers"],
+                attempt["response_headers"],
+                attempt["response_body"],
+                attempt["decision"],
+            )
+        for table in _HISTORY_TABLES:
+            await connection.execute(f"VACUUM ANALYZE {table}")
+
     # Helpers
 
     async def api(
-        self, api: httpx.AsyncClient, method: str, path: str, body: dict[str, Any]
+        self, api: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None
     ) -> dict[str, Any]:
         response = await api.request(method, path, json=body)
         if response.status_code >= 300:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
-        answer: dict[str, Any] = response.json()
+        answer: dict[str, Any] = response.json() if response.content else {}
         return answer
 
     async def subscription(
@@ -631,6 +1172,8 @@ class Run:
         )
         subscription_id: str = created["id"]
         self.secrets[subscription_id] = created["secret"]
+        if matching:
+            self.matching.add(subscription_id)
         return subscription_id
 
     async def set_matching(
@@ -639,6 +1182,15 @@ class Run:
         """Switches a subscription's interest in the bench's webhooks on or off. (A pause would
         not do: a paused subscription still gets deliveries, held until it is resumed.)"""
         await self.api(api, "PATCH", f"/v1/subscriptions/{subscription}", _matching(matching))
+        if matching:
+            self.matching.add(subscription)
+        else:
+            self.matching.discard(subscription)
+
+    async def quiet(self, api: httpx.AsyncClient) -> None:
+        """No subscription wants the bench's webhooks: a figure then adds the ones it measures."""
+        for subscription in list(self.matching):
+            await self.set_matching(api, subscription, matching=False)
 
     async def close_pending(self, connection: asyncpg.Connection) -> None:
         """Marks what earlier figures left pending as delivered: history, not backlog."""
@@ -679,6 +1231,21 @@ class Run:
             count,
         )
 
+    async def wait_listeners(
+        self, connection: asyncpg.Connection, workers: list[Process], within: float
+    ) -> None:
+        """Until each worker's dispatcher has its LISTEN connection open on this database."""
+        deadline = time.monotonic() + within
+        while await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        ) < len(workers):
+            for worker in workers:
+                worker.check_running()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(workers)} workers not listening within {within:g} s")
+            await asyncio.sleep(0.1)
+
     async def wait_drained(
         self, connection: asyncpg.Connection, subscription_id: str, worker: Process, within: float
     ) -> None:
@@ -702,6 +1269,127 @@ SELECT $1 || lpad(g::text, 8, '0'), ev.ids[1 + g % array_length(ev.ids, 1)], $2,
 FROM generate_series($3::int + 1, $3::int + $4::int) AS g,
      (SELECT array_agg(id) AS ids FROM (SELECT id FROM events LIMIT 5000) AS recent) AS ev
 """
+
+
+_HISTORY_TABLES = ("inbound_requests", "dedupe_keys", "events", "deliveries", "delivery_attempts")
+# The history's ids sort before the relay's own (ULIDs, "01..."), as older rows would.
+_HISTORY_WHEN = "now() - interval '29 days' + g * (interval '29 days' / $1::int)"
+_SEED_REQUESTS = f"""
+INSERT INTO inbound_requests (id, source_id, slug, received_at, verdict, reason, status_code,
+                              body_size, content_type, remote_addr, headers, body,
+                              accepted_count, duplicate_count, event_ids)
+SELECT 'req_00H' || lpad(g::text, 12, '0'), $2, $3, {_HISTORY_WHEN}, 'accepted', '', 200,
+       octet_length($4::bytea), 'application/json', '127.0.0.1',
+       jsonb_build_object('content-type', 'application/json', 'authorization', '[redacted]',
+                          'user-agent', 'Bringg-Webhooks',
+                          'content-length', octet_length($4::bytea)::text, 'host', '127.0.0.1'),
+       $4::bytea, 1, 0, ARRAY['evt_00H' || lpad(g::text, 12, '0')]
+FROM generate_series(1, $1::int) AS g
+"""  # noqa: S608 (formatted only with the constant above)
+_SEED_EVENTS = f"""
+WITH keys AS (
+    INSERT INTO dedupe_keys (source_id, key, event_id, created_at)
+    SELECT $2, 'history:' || g, 'evt_00H' || lpad(g::text, 12, '0'), {_HISTORY_WHEN}
+    FROM generate_series(1, $1::int) AS g
+)
+INSERT INTO events (id, source_id, request_id, type, vendor, vendor_event_name, vendor_event_id,
+                    subject_kind, subject_id, occurred_at, received_at, envelope)
+SELECT 'evt_00H' || lpad(g::text, 12, '0'), $2, 'req_00H' || lpad(g::text, 12, '0'), $3, $4,
+       $5, NULL, $6, g::text, {_HISTORY_WHEN}, {_HISTORY_WHEN}, $7
+FROM generate_series(1, $1::int) AS g
+"""  # noqa: S608 (formatted only with the constant above)
+_SEED_DELIVERIES = """
+INSERT INTO deliveries (id, event_id, subscription_id, status, held, parked, attempts,
+                        next_attempt_at, event_timestamp, last_status_code, created_at,
+                        updated_at, completed_at)
+SELECT 'dlv_00H' || substr(e.id, 8) || s.n, e.id, s.id, 'succeeded', false, false, 1,
+       e.received_at, e.occurred_at, 200, e.received_at, e.received_at + interval '40 ms',
+       e.received_at + interval '40 ms'
+FROM events AS e, unnest($1::text[]) WITH ORDINALITY AS s(id, n)
+WHERE e.id LIKE 'evt_00H%'
+"""
+_SEED_ATTEMPTS = """
+INSERT INTO delivery_attempts (id, delivery_id, subscription_id, attempt_number, started_at,
+                               duration_ms, request_url, request_headers, response_status,
+                               response_headers, response_body, outcome, decision)
+SELECT 'att_00H' || substr(d.id, 8), d.id, d.subscription_id, 1,
+       d.created_at + interval '25 ms', 12, 'http://127.0.0.1/hook', $1::jsonb, 200, $2::jsonb,
+       $3, 'succeeded', $4
+FROM deliveries AS d
+WHERE d.id LIKE 'dlv_00H%'
+"""
+_ATTEMPT_HEADERS = {
+    "content-type": "application/json",
+    "webhook-id": "evt_00H000000000001",
+    "webhook-timestamp": "1767225600",
+    "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+    "user-agent": "relay",
+}
+
+
+def _serve_has_workers() -> bool:
+    """Whether this build's `relay serve` takes --workers."""
+    help_text = subprocess.run(  # noqa: S603 - our own command
+        [relay_executable(), "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=base_env(COLUMNS="200"),
+    ).stdout
+    return "--workers" in help_text
+
+
+async def _peer_connection(url: str) -> Any:
+    # Imported here, as the peer's module is: only the peer's figure needs psycopg.
+    import psycopg
+
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+
+async def _peer_drained(url: str, worker: Process, *, within: float, fail: bool = True) -> bool:
+    """Until the peer's queue has no job left to do or doing; whether it got there in time
+    (or an error, with `fail`)."""
+    deadline = time.monotonic() + within
+    async with await _peer_connection(url) as connection:
+        while True:
+            row = await (
+                await connection.execute(
+                    "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+                )
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return True
+            worker.check_running()
+            if time.monotonic() > deadline:
+                if fail:
+                    raise RuntimeError(f"peer backlog not drained within {within:g} s")
+                return False
+            await asyncio.sleep(0.05)
+
+
+def _latency_figure(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    latencies = sorted(raw["latencies_ms"])
+    if not latencies:
+        raise RuntimeError(f"{name}: nothing delivered of {raw['sent']}: {raw}")
+    return {
+        "rate": raw["offered_rate"],
+        "achieved_rate": raw["achieved_rate"],
+        "sent": raw["sent"],
+        "skipped": raw["skipped"],
+        "per_webhook": raw["per_webhook"],
+        "delivered": raw["delivered"],
+        "delivered_webhooks": raw["delivered_webhooks"],
+        "failed": raw["failed"],
+        "p50_ms": _percentile(latencies, 50),
+        "p90_ms": _percentile(latencies, 90),
+        "p99_ms": _percentile(latencies, 99),
+        "max_ms": latencies[-1],
+        # Vendor POST sent -> answered 200: the ingest's share of the latency.
+        "answer_p50_ms": _percentile(raw["answer_ms"], 50) if raw["answer_ms"] else None,
+        "answer_p99_ms": _percentile(raw["answer_ms"], 99) if raw["answer_ms"] else None,
+        "latencies_ms": latencies,
+    }
 
 
 def admin_client(base_url: str) -> httpx.AsyncClient:
@@ -742,7 +1430,13 @@ def machine(database_version: str, load_generator: str) -> dict[str, Any]:
     }
 
 
-async def run(profile: Profile, server_url: str, results_dir: Path, use_wrk: bool) -> Path:
+async def run(
+    profile: Profile,
+    server_url: str,
+    results_dir: Path,
+    use_wrk: bool,
+    only: frozenset[str] = frozenset(FIGURES),
+) -> Path:
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         bench = Run(profile, server_url, Path(tmp), use_wrk)
         started = time.monotonic()
@@ -761,19 +1455,42 @@ async def run(profile: Profile, server_url: str, results_dir: Path, use_wrk: boo
             def step(what: str) -> None:
                 print(f"[{time.monotonic() - started:5.0f} s] {what}", flush=True)
 
-            step("figures 1, 5, 6: ingest and fan-out against relay serve --no-dispatcher")
-            backlog_subscription = await bench.ingest_and_fanout(subscriber_url)
-            step("figure 1: ingest floor")
-            await bench.ingest_floor()
-            step(f"figures 2, 5: relay worker draining {profile.backlog} deliveries, then floor")
-            await bench.dispatch(backlog_subscription, subscriber_url)
+            step("sources, subscriptions and one sample webhook")
+            await bench.setup(subscriber_url)
+            if "ingest" in only:
+                step("figures 1, 5, 6: ingest and fan-out against relay serve --no-dispatcher")
+                await bench.ingest_and_fanout(subscriber_url)
+            if "floor" in only:
+                step("figure 1: the naive and the same-rows ingest floors")
+                await bench.floors()
+            if "dispatch" in only:
+                step(f"figures 2, 5: relay worker draining {profile.backlog} deliveries, floor")
+                await bench.dispatch(bench.backlog_subscription, subscriber_url)
+            if "scaling" in only:
+                step(
+                    f"figures 9, 10: {profile.scaling_backlog} deliveries drained by "
+                    f"{', '.join(map(str, profile.scaling_workers))} workers; claim ceiling"
+                )
+                await bench.scaling()
+            if "peer" in only:
+                step("figure 8: the FastAPI + procrastinate peer, and the relay beside it")
+                await bench.peer(subscriber_url)
             bench.stop(subscriber)
-            step(f"figure 3: latency at {profile.latency_rate:g}/s against relay serve")
-            await bench.latency(backlog_subscription)
-            step(f"figure 4: claim batch, {profile.claim_small} vs {profile.claim_large} rows")
-            await bench.claim_scale(backlog_subscription)
-            step(f"figure 7: isolation, {profile.isolation_hanging} hanging subscriptions")
-            await bench.isolation(backlog_subscription)
+            if "latency" in only:
+                step(f"figure 3: latency at {profile.latency_rate:g}/s against relay serve")
+                await bench.latency()
+            if "claim" in only:
+                step(f"figure 4: claim batch, {profile.claim_small} vs {profile.claim_large} rows")
+                await bench.claim_scale(bench.backlog_subscription)
+            if "isolation" in only:
+                step(f"figure 7: isolation, {profile.isolation_hanging} hanging subscriptions")
+                await bench.isolation()
+            if "history" in only:
+                step(
+                    f"figure 3 on a database with {profile.history_deliveries:,} finished "
+                    "deliveries"
+                )
+                await bench.history()
             step("done")
         except BaseException:
             for process in bench.processes:
@@ -792,6 +1509,17 @@ async def run(profile: Profile, server_url: str, results_dir: Path, use_wrk: boo
     return write_results(results, results_dir)
 
 
+def _figures(value: str) -> frozenset[str]:
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    unknown = names - set(FIGURES)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown figure(s) {', '.join(sorted(unknown)) or '(none given)'}: "
+            f"choose among {','.join(FIGURES)}"
+        )
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
@@ -807,9 +1535,18 @@ def main() -> None:
     parser.add_argument(
         "--no-wrk", action="store_true", help="Use the Python load generator even if wrk exists."
     )
+    parser.add_argument(
+        "--only",
+        type=_figures,
+        default=frozenset(FIGURES),
+        metavar="FIGURES",
+        help="Comma-separated figures to measure, the others left out: "
+        + ",".join(FIGURES)
+        + " (default: all).",
+    )
     args = parser.parse_args()
     server = args.database_url or os.environ.get("RELAY_BENCH_DATABASE_URL") or DEFAULT_SERVER
     path = asyncio.run(
-        run(SMOKE if args.smoke else FULL, server, args.results_dir, not args.no_wrk)
+        run(SMOKE if args.smoke else FULL, server, args.results_dir, not args.no_wrk, args.only)
     )
     print(f"\nresults: {path}")

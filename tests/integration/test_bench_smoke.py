@@ -1,5 +1,6 @@
 """The benchmark harness still works: a tiny run (`python -m bench --smoke`) against the test
-PostgreSQL writes results holding every figure, and the latency plot.
+PostgreSQL writes results holding every figure, and the latency plot; `--only` measures the
+figures it names and no other.
 
 The numbers themselves are not judged here: a smoke run is far too short to mean anything.
 """
@@ -18,7 +19,7 @@ from tests.conftest import DatabaseServer
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path: Path) -> None:
     results = tmp_path / "results"
     run = subprocess.run(
@@ -33,7 +34,7 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=140,
+        timeout=230,
         check=False,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
@@ -51,6 +52,16 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
     assert ingest["relay_per_s"] > 0
     assert ingest["floor_per_s"] > 0
     assert ingest["ratio"] == pytest.approx(ingest["relay_per_s"] / ingest["floor_per_s"])
+    assert 0 < ingest["relay_p50_ms"] <= ingest["relay_p99_ms"]
+    floors = figures["floors"]
+    assert floors["naive_per_s"] == ingest["floor_per_s"]
+    assert floors["same_rows_per_s"] > 0
+    assert floors["same_rows_no_notify_per_s"] > 0
+    assert ingest["same_rows_ratio"] == pytest.approx(
+        ingest["relay_per_s"] / floors["same_rows_per_s"]
+    )
+    # Every webhook the same-rows floors answered 200 wrote its 3 deliveries.
+    assert floors["same_rows_deliveries"] >= 3 * 2
     assert ingest["routestripe_events_per_s"] == pytest.approx(
         50 * ingest["routestripe_requests_per_s"]
     )
@@ -74,9 +85,40 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
     assert [run["subscriptions"] for run in fanout["runs"]] == [1, 10, 100]
     assert set(fanout["cost_per_row_ms"]) == {"1->10", "10->100"}
 
+    peer = figures["peer"]
+    assert peer["ingest"]["per_s"] > 0
+    assert peer["ingest_ratio"] == pytest.approx(ingest["relay_per_s"] / peer["ingest"]["per_s"])
+    assert peer["dispatch"]["drained"] is True
+    assert peer["dispatch"]["succeeded"] == peer["dispatch"]["deliveries"] == 50
+    assert peer["dispatch_ratio"] == pytest.approx(
+        dispatch["relay_per_s"] / peer["dispatch"]["per_s"]
+    )
+    for side in ("latency", "relay_latency"):
+        shape = peer[side]
+        assert shape["per_webhook"] == 3
+        assert shape["delivered_webhooks"] == shape["sent"] == 20, side
+        assert shape["delivered"] == 60, side
+    scaling = figures["scaling"]
+    assert [run["workers"] for run in scaling["runs"]] == [1, 2]
+    for scaled in scaling["runs"]:
+        assert scaled["succeeded"] == scaled["deliveries"] == 100
+        assert scaled["per_s"] > 0
+    ceiling = figures["claim_ceiling"]
+    assert [run["claimers"] for run in ceiling["runs"]] == [1, 2]
+    for claimed in ceiling["runs"]:
+        assert claimed["claims_per_s"] > 0
+        assert claimed["rows_per_claim"] == ceiling["batch"]
+    history = figures["history"]
+    assert history["finished_deliveries"] >= 3_000
+    assert history["webhooks"] >= 1_000
+    assert history["bytes_per_webhook"] > 1_000
+    assert history["one_process"]["delivered"] == history["one_process"]["sent"] > 0
+    assert isinstance(history["workers"]["available"], bool)
+
     table = latest["table"]
-    assert [row["figure"][0] for row in table] == [
-        *("1", "1", "2", "3", "4", "5", "5", "6", "6", "7")
+    assert [row["figure"].split()[0] for row in table] == [
+        *("1", "1", "1", "1", "1", "2", "3", "3", "3", "3", "4", "5", "5", "6", "6", "7"),
+        *("8", "8", "8", "8", "9", "10", "10"),
     ]
     isolation = figures["isolation"]
     assert isolation["hanging"] == 5
@@ -85,3 +127,45 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
     assert "ratio" in run.stdout
     assert "met?" in run.stdout
     assert latest["machine"]["postgresql"]
+
+
+@pytest.mark.timeout(120)
+def test_only_measures_the_figures_named(database_server: DatabaseServer, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--only=floor",
+            f"--database-url={database_server.server_url}",
+            f"--results-dir={results}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    latest = orjson.loads((results / "latest.json").read_bytes())
+    assert set(latest["figures"]) == {"floors", "memory"}
+    assert [row["figure"] for row in latest["table"]] == [
+        "1 same-rows floor without pg_notify, webhooks/s"
+    ]
+    assert not (results / "latency.png").exists()
+
+
+def test_only_refuses_an_unknown_figure() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--only=ingest,speed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "unknown figure(s) speed" in run.stderr
+    assert "ingest,floor,dispatch" in run.stderr
