@@ -185,6 +185,7 @@ class Dispatcher:
     def _done(self, claimed: ClaimedDelivery) -> None:
         if self.in_flight.pop(claimed.id, None) is not None:
             self.shares.forget(claimed.id)
+            # Deliveries parked behind this one's subscription may have room now.
             self.wake.set()
 
     async def _handle(self, claimed: ClaimedDelivery) -> None:
