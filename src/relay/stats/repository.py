@@ -80,6 +80,18 @@ _SUBSCRIPTIONS = text(
     """
 )
 
+# Deliveries created in each minute of the window by their status now; the id range keeps the
+# scan to the window's rows, as above.
+_PER_MINUTE = _timed(
+    """
+    SELECT date_trunc('minute', created_at) AS minute, status, count(*) AS deliveries
+    FROM deliveries
+    WHERE id >= :lowest_id AND created_at >= :since
+    GROUP BY 1, 2
+    """,
+    "since",
+)
+
 # Ids are minted a moment after the row's created_at is taken; the slack keeps those in range.
 ID_SLACK = timedelta(minutes=5)
 
@@ -99,6 +111,13 @@ class DeliveryCounts:
     subscription_id: str | None
     hour: Window
     day: Window
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    minute: datetime
+    status: str
+    deliveries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +172,15 @@ class StatsRepository:
                 hour=_window(row, "hour"),
                 day=_window(row, "day"),
             )
+            for row in rows
+        ]
+
+    async def per_minute(self, *, since: datetime) -> list[MinuteCount]:
+        rows = await self.session.execute(
+            _PER_MINUTE, {"since": since, "lowest_id": lowest_id("dlv", since - ID_SLACK)}
+        )
+        return [
+            MinuteCount(minute=row.minute, status=row.status, deliveries=int(row.deliveries))
             for row in rows
         ]
 

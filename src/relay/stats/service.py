@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from relay.stats.repository import StatsRepository, Window
+from relay.stats.repository import MinuteCount, StatsRepository, Window
 from relay.stats.schemas import OverallStats, StatsOut, SubscriptionStats, WindowStats
 
 _EMPTY = Window(received=0, delivered=0, failed=0, pending=0, p50=None, p99=None)
@@ -26,6 +26,11 @@ def _out(window: Window, *, received: int | None = None) -> WindowStats:
 class StatsService:
     def __init__(self, session: AsyncSession) -> None:
         self.repository = StatsRepository(session)
+
+    async def per_minute(self, *, now: datetime, window: timedelta) -> list[MinuteCount]:
+        """Deliveries created in each minute of the window, by status; minutes without any
+        are left out."""
+        return await self.repository.per_minute(since=now - window)
 
     async def stats(self, *, now: datetime) -> StatsOut:
         hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
