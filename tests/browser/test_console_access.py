@@ -69,8 +69,12 @@ async def test_a_read_key_sees_everything_and_no_action_button(
         await tab.goto(path)
         assert subscription["id"] in await tab.page.content()
         for name in ACTION_BUTTONS:
-            assert await tab.page.get_by_role("button", name=name, include_hidden=True).count() == 0, (path, name)
-        assert await tab.page.locator("form[action*='/retry'], form[action*='/recover']").count() == 0
+            assert (
+                await tab.page.get_by_role("button", name=name, include_hidden=True).count() == 0
+            ), (path, name)
+        assert (
+            await tab.page.locator("form[action*='/retry'], form[action*='/recover']").count() == 0
+        )
     assert tab.errors == []
 
 
