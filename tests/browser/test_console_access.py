@@ -35,7 +35,8 @@ async def test_sign_in_sign_out_and_a_wrong_token(console: Callable[..., Any]) -
     await tab.sign_in(ADMIN_TOKEN)
     assert await tab.page.inner_text("h1") == "Overview"
     cookie = next(c for c in await tab.context.cookies() if c["name"] == "relay_console")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
 
     await tab.page.get_by_role("button", name="Sign out").click()
     await tab.page.wait_for_url("**/console/login")
