@@ -92,6 +92,10 @@ async def test_every_page_renders_without_a_browser_error_at_both_widths(
             if name == "live":
                 await expect(tab.page.locator("#live-status")).to_contain_text("Following")
             await tab.screenshot(f"{name}-{width}")
+    await desktop.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await desktop.goto(f"/console/deliveries/{ids['delivery']}")
+    await desktop.page.get_by_role("button", name=f"Copy {ids['delivery']}").click()
+    assert await desktop.page.evaluate("navigator.clipboard.readText()") == ids["delivery"]
     await desktop.goto("/console/login")
     await desktop.screenshot("login-1280")
     assert desktop.errors == []

@@ -34,7 +34,8 @@ class Chart:
 
 def minute_chart(rows: list[MinuteCount], *, now: datetime, window: timedelta) -> Chart:
     minutes = int(window.total_seconds() // 60)
-    start = (now - window).replace(second=0, microsecond=0)
+    # The last bar is the minute under way.
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     buckets: dict[int, dict[str, int]] = {}
     totals = dict.fromkeys(OUTCOMES, 0)
     for row in rows:

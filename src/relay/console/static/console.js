@@ -14,18 +14,23 @@ function copyButtons() {
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("button.copy");
     if (!button) return;
+    const icon = button.firstElementChild;
+    if (!icon) return;  // still showing the last copy's word
+    const say = (text) => {
+      button.replaceChildren(document.createTextNode(text));
+      setTimeout(() => button.replaceChildren(icon), 1500);
+    };
     try {
       await navigator.clipboard.writeText(button.dataset.copy);
-      button.textContent = "✓";
+      say("copied");
     } catch {
       // Without a secure context there is no clipboard: select the id for Ctrl+C instead.
       const range = document.createRange();
       range.selectNodeContents(button.previousElementSibling);
       getSelection().removeAllRanges();
       getSelection().addRange(range);
-      button.textContent = "⌘C";
+      say("Ctrl+C");
     }
-    setTimeout(() => { button.textContent = "⧉"; }, 1500);
   });
 }
 
