@@ -81,7 +81,10 @@ def _back(url: str) -> RedirectResponse:
 
 def _require(viewer: Viewer, action: str) -> None:
     if not viewer.can(action):
-        raise Forbidden(f"this needs a key with more than the '{viewer.principal.scope}' scope")
+        raise Forbidden(
+            f"this needs the '{viewer.needs(action)}' scope; you signed in with the "
+            f"'{viewer.principal.scope}' scope: sign in with a key that has it"
+        )
 
 
 def _window(name: str | None) -> timedelta | None:

@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
 from relay.apikeys.auth import ADMIN_TOKEN_PRINCIPAL, Principal, principal_for_key_id
-from relay.core.scopes import allows, required_scope
+from relay.core.scopes import Scope, allows, required_scope
 from relay.core.settings import Settings
 
 SESSION_COOKIE = "relay_console"
@@ -60,9 +60,12 @@ class Viewer:
     principal: Principal
     csrf: str
 
-    def can(self, action: str) -> bool:
+    def needs(self, action: str) -> Scope:
         method, template = ACTIONS[action]
-        return allows(self.principal.scope, required_scope(method, template))
+        return required_scope(method, template)
+
+    def can(self, action: str) -> bool:
+        return allows(self.principal.scope, self.needs(action))
 
     @property
     def actions(self) -> dict[str, bool]:
