@@ -40,6 +40,7 @@ from relay.subscriptions.models import Subscription
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_TOKEN = "bench-console-admin-token-0123456789"  # noqa: S105 - the run's own database only
 TARGET_P95_MS = 300.0
+FULL_DELIVERIES = 1_000_000
 SUBSCRIPTIONS = 20
 DAYS = 30
 SOURCE_ID = "src_01BENCH0000000000000000000"
@@ -105,7 +106,7 @@ def _with_database(url: str, database: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _database(server_url: str) -> AsyncIterator[str]:
+async def _database(server_url: str, keep: bool) -> AsyncIterator[str]:
     name = f"relay_bench_console_{uuid.uuid4().hex[:8]}"
     admin = await _connect(server_url)
     try:
@@ -115,11 +116,14 @@ async def _database(server_url: str) -> AsyncIterator[str]:
     try:
         yield _with_database(server_url, name)
     finally:
-        admin = await _connect(server_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        if keep:
+            print(f"kept the database {name}: drop it when done")
+        else:
+            admin = await _connect(server_url)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
 
 
 async def _seed(url: str, deliveries: int, settings: Settings) -> None:
@@ -212,7 +216,9 @@ async def _ids(url: str) -> dict[str, str]:
     }
 
 
-async def measure(server_url: str, *, deliveries: int, requests: int) -> dict[str, Any]:
+async def measure(
+    server_url: str, *, deliveries: int, requests: int, keep: bool = False
+) -> dict[str, Any]:
     """Seeds a database of its own, times every page, drops the database."""
     with tempfile.TemporaryDirectory(prefix="relay-bench-console-") as tmp:
         settings = Settings(
@@ -222,7 +228,7 @@ async def measure(server_url: str, *, deliveries: int, requests: int) -> dict[st
             log_level="warning",
         )
         install_from_settings(settings)
-        async with _database(server_url) as url:
+        async with _database(server_url, keep) as url:
             await upgrade_to_head(url)
             started = time.monotonic()
             await _seed(url, deliveries, settings)
@@ -275,8 +281,15 @@ def print_console(results: dict[str, Any]) -> None:
         print(f"{name:<30} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f}  {met}")
 
 
-def run_console(server_url: str, *, deliveries: int, results_dir: Path | None) -> dict[str, Any]:
-    results = asyncio.run(measure(server_url, deliveries=deliveries, requests=20))
+def run_console(
+    server_url: str,
+    *,
+    deliveries: int,
+    results_dir: Path | None,
+    requests: int = 20,
+    keep: bool = False,
+) -> dict[str, Any]:
+    results = asyncio.run(measure(server_url, deliveries=deliveries, requests=requests, keep=keep))
     print_console(results)
     if results_dir is not None:
         results_dir.mkdir(parents=True, exist_ok=True)
@@ -288,12 +301,20 @@ def run_console(server_url: str, *, deliveries: int, results_dir: Path | None) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__)
-    parser.add_argument("--deliveries", type=int, default=1_000_000)
+    parser.add_argument("--deliveries", type=int, default=FULL_DELIVERIES)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--results-dir", type=Path, default=None)
+    parser.add_argument(
+        "--keep-database", action="store_true", help="Leave the seeded database for a closer look."
+    )
     args = parser.parse_args()
     server = args.database_url or os.environ.get("RELAY_BENCH_DATABASE_URL") or DEFAULT_SERVER
-    run_console(server, deliveries=args.deliveries, results_dir=args.results_dir)
+    run_console(
+        server,
+        deliveries=args.deliveries,
+        results_dir=args.results_dir,
+        keep=args.keep_database,
+    )
 
 
 if __name__ == "__main__":

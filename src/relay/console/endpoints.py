@@ -327,8 +327,9 @@ async def subscriptions_page(
     rows = await _subscriptions(session, request).list(
         limit=PAGE, cursor=checked_cursor(cursor or None)
     )
-    stats = await StatsService(session).stats(now=_now())
-    by_id = {row.subscription_id: row for row in stats.subscriptions}
+    now = _now()
+    counts = await StatsService(session).day_counts([row.id for row in rows], now=now)
+    backlog = {b.subscription_id: b for b in await MetricsRepository(session).backlog(now=now)}
     return render(
         request,
         "subscriptions.html",
@@ -336,7 +337,8 @@ async def subscriptions_page(
         {
             "title": "Subscriptions",
             "subscriptions": rows,
-            "stats": by_id,
+            "counts": counts,
+            "backlog": backlog,
             "next_cursor": _next_cursor(rows),
         },
     )
@@ -357,8 +359,7 @@ async def subscription_page(
     attempts = await DeliveryService(session).subscription_attempts(
         subscription_id, errors_only=errors_only, limit=PAGE, cursor=checked_cursor(cursor or None)
     )
-    stats = await StatsService(session).stats(now=now)
-    row = next((s for s in stats.subscriptions if s.subscription_id == subscription_id), None)
+    row = await StatsService(session).subscription(subscription_id, now=now)
     backlog = {b.subscription_id: b for b in await MetricsRepository(session).backlog(now=now)}
     followed: Job | None = await JobService(session).get(job) if job else None
     return render(

@@ -80,7 +80,8 @@ def _pretty(value: Any) -> str:
 def _percent(part: int | None, whole: int | None) -> int:
     if not whole:
         return 100 if whole == 0 else 0
-    return min(100, round(100 * (part or 0) / whole))
+    # Rounded down: 100 % only when all of it is done, never 99.6 % shown as 100 %.
+    return min(100, 100 * (part or 0) // whole)
 
 
 templates = Environment(

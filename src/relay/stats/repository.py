@@ -19,8 +19,7 @@ def _timed(sql: str, *names: str) -> TextClause:
 # Deliveries are counted by when they were created; the id range (ids are ULIDs, ordered by
 # creation) lets the primary key find the day's rows without reading the history.
 # Latency is from the event's arrival to the end of the delivery's first succeeded attempt.
-_DELIVERIES = _timed(
-    """
+_DELIVERIES_SQL = """
     WITH recent AS (
         SELECT d.subscription_id, d.status, d.created_at >= :hour_ago AS in_hour,
                EXTRACT(EPOCH FROM (a.started_at - e.received_at)) * 1000 + a.duration_ms
@@ -32,7 +31,7 @@ _DELIVERIES = _timed(
             ORDER BY attempt_number LIMIT 1
         ) AS a ON d.status = 'succeeded'
         LEFT JOIN events AS e ON e.id = d.event_id AND d.status = 'succeeded'
-        WHERE d.id >= :lowest_id AND d.created_at >= :day_ago
+        WHERE d.id >= :lowest_id AND d.created_at >= :day_ago{only}
     )
     SELECT grouping(subscription_id) = 1 AS is_total, subscription_id,
            count(*) FILTER (WHERE in_hour) AS hour_received,
@@ -51,8 +50,23 @@ _DELIVERIES = _timed(
            percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS day_p99
     FROM recent
     GROUP BY GROUPING SETS ((subscription_id), ())
-    """,
+    """
+_DELIVERIES = _timed(_DELIVERIES_SQL.format(only=""), "hour_ago", "day_ago")
+# One subscription's rows, found through its (subscription_id, id) index.
+_SUBSCRIPTION_DELIVERIES = _timed(
+    _DELIVERIES_SQL.format(only=" AND d.subscription_id = :subscription_id"),
     "hour_ago",
+    "day_ago",
+)
+
+# Counts without latency for a page of subscriptions: no attempt or event is read.
+_DAY_COUNTS = _timed(
+    """
+    SELECT subscription_id, status, count(*) AS deliveries
+    FROM deliveries
+    WHERE id >= :lowest_id AND created_at >= :day_ago AND subscription_id = ANY(:ids)
+    GROUP BY 1, 2
+    """,
     "day_ago",
 )
 
@@ -156,16 +170,22 @@ class StatsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def deliveries(self, *, hour_ago: datetime, day_ago: datetime) -> list[DeliveryCounts]:
-        """One row per subscription with deliveries in the day, and one total (id None)."""
-        rows = await self.session.execute(
-            _DELIVERIES,
-            {
-                "hour_ago": hour_ago,
-                "day_ago": day_ago,
-                "lowest_id": lowest_id("dlv", day_ago - ID_SLACK),
-            },
-        )
+    async def deliveries(
+        self, *, hour_ago: datetime, day_ago: datetime, subscription_id: str | None = None
+    ) -> list[DeliveryCounts]:
+        """One row per subscription with deliveries in the day, and one total (id None); or
+        only `subscription_id`'s row and its total."""
+        params = {
+            "hour_ago": hour_ago,
+            "day_ago": day_ago,
+            "lowest_id": lowest_id("dlv", day_ago - ID_SLACK),
+        }
+        if subscription_id is None:
+            rows = await self.session.execute(_DELIVERIES, params)
+        else:
+            rows = await self.session.execute(
+                _SUBSCRIPTION_DELIVERIES, {**params, "subscription_id": subscription_id}
+            )
         return [
             DeliveryCounts(
                 subscription_id=None if row.is_total else row.subscription_id,
@@ -174,6 +194,23 @@ class StatsRepository:
             )
             for row in rows
         ]
+
+    async def day_counts(
+        self, ids: Sequence[str], *, day_ago: datetime
+    ) -> dict[str, dict[str, int]]:
+        """Deliveries created since `day_ago`, by subscription and then status."""
+        rows = await self.session.execute(
+            _DAY_COUNTS,
+            {
+                "ids": list(ids),
+                "day_ago": day_ago,
+                "lowest_id": lowest_id("dlv", day_ago - ID_SLACK),
+            },
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row.subscription_id, {})[row.status] = int(row.deliveries)
+        return counts
 
     async def per_minute(self, *, since: datetime) -> list[MinuteCount]:
         rows = await self.session.execute(

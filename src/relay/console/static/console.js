@@ -51,7 +51,7 @@ function followJobs() {
       });
       if (!answer.ok) return;
       const job = await answer.json();
-      const percent = job.total ? Math.min(100, Math.round((100 * job.done) / job.total))
+      const percent = job.total ? Math.min(100, Math.floor((100 * job.done) / job.total))
         : (job.finished ? 100 : 0);
       bar.value = percent;
       bar.dataset.percent = String(percent);
