@@ -9,12 +9,18 @@ from datetime import timedelta
 from html import unescape
 
 import httpx
+import orjson
 import pytest
 from pydantic import SecretStr
 
 from relay.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.support.relay import relay_client
+from tests.support.relay import (
+    create_routestripe_source,
+    post_routestripe,
+    relay_client,
+    visit_event,
+)
 
 PAGES = [
     "/console",
@@ -192,3 +198,24 @@ async def test_an_unknown_id_is_a_page_saying_so(client: httpx.AsyncClient) -> N
     bad_filter = await client.get("/console/deliveries?status=lost")
     assert bad_filter.status_code == 422
     assert "status: use one of pending, succeeded, failed" in bad_filter.text
+
+
+async def test_v1_events_by_subject_and_by_data_containment(client: httpx.AsyncClient) -> None:
+    await create_routestripe_source(client)
+    late, on_time = visit_event(visit_id=31337, status=4), visit_event(visit_id=4242, status=2)
+    assert (await post_routestripe(client, [late, on_time])).status_code == 200
+
+    by_subject = (await client.get("/v1/events", params={"subject_id": "31337"})).json()["data"]
+    assert [event["subject"]["id"] for event in by_subject] == ["31337"]
+
+    data = by_subject[0]["data"]
+    key, value = next((k, v) for k, v in data.items() if isinstance(v, str | int))
+    found = await client.get("/v1/events", params={"data": orjson.dumps({key: value}).decode()})
+    assert by_subject[0]["id"] in [event["id"] for event in found.json()["data"]]
+    none = await client.get("/v1/events", params={"data": '{"no such field": 1}'})
+    assert none.json()["data"] == []
+
+    for bad in ("{not json", "[1, 2]"):
+        refused = await client.get("/v1/events", params={"data": bad})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["message"].startswith("data: ")

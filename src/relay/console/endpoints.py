@@ -36,8 +36,8 @@ from relay.core.settings import Settings
 from relay.db.session import DbSession
 from relay.deliveries.repository import DeliveryQuery
 from relay.deliveries.service import DeliveryService
+from relay.events.endpoints import containment, known_event_types
 from relay.events.repository import EventQuery, EventRepository
-from relay.events.taxonomy import EVENT_TYPES
 from relay.ingest.repository import RequestLogRepository
 from relay.jobs.models import Job
 from relay.jobs.schemas import RecoverIn
@@ -576,8 +576,8 @@ async def events_page(
     events: Any = []
     try:
         span = _window(window)
-        contains = _filter_from_text(data or "")
-        if type and type not in _event_types():
+        contains = containment("data", data)
+        if type and type not in known_event_types():
             raise Invalid(f"type: unknown event type '{type}'")
         if vendor and vendor not in VENDORS:
             raise Invalid(f"vendor: use one of {', '.join(sorted(VENDORS))}")
@@ -598,7 +598,7 @@ async def events_page(
             cursor=checked_cursor(cursor or None),
         )
     except Invalid as exc:
-        error = exc.message.replace("filter:", "data:")
+        error = exc.message
     return render(
         request,
         "events.html",
@@ -609,18 +609,11 @@ async def events_page(
             "next_cursor": _next_cursor(events),
             "filters": filters,
             "error": error,
-            "event_types": sorted(_event_types()),
+            "event_types": sorted(known_event_types()),
             "vendors": sorted(VENDORS),
             "windows": WINDOWS,
         },
     )
-
-
-def _event_types() -> set[str]:
-    types = set(EVENT_TYPES)
-    for vendor in VENDORS.values():
-        types.update(vendor.event_types.values())
-    return types
 
 
 @router.get("/events/{event_id}")

@@ -75,10 +75,11 @@ async def live_stream(
                 attempts = await repository.attempts(query, limit=BATCH)
             for kind, rows in (("event", events), ("attempt", attempts)):
                 for row in rows:
-                    if row["id"] in seen:
-                        continue
-                    seen.add(row["id"])
-                    yield f"event: {kind}\ndata: ".encode() + orjson.dumps(row) + b"\n\n"
+                    if row["id"] not in seen:
+                        yield f"event: {kind}\ndata: ".encode() + orjson.dumps(row) + b"\n\n"
+            # The next poll looks back less far than this one did, so what it can see again is
+            # among this poll's rows: only those need remembering.
+            seen = {row["id"] for row in (*events, *attempts)}
             since = polled_at - LOOK_BACK
             await asyncio.sleep(POLL_SECONDS)
 
