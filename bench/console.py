@@ -2,10 +2,10 @@
 `python -m bench`).
 
 A database of its own is seeded in a few statements (INSERT ... SELECT generate_series) with
-1,000,000 finished deliveries spread over 30 days, one attempt each, over 20 subscriptions
-and 50,000 events (each sent to every subscription, shortly after it arrived); then each console page is requested ~20 times through the app in this
-process (no network: the time is the server's, rendering included) and its p50/p95 reported
-against the 300 ms target.
+1,000,000 finished deliveries spread over 30 days, one attempt each, over 20 subscriptions and
+50,000 events (each sent to every subscription, shortly after it arrived); then each console
+page is requested ~20 times through the app in this process (no network: the time is the
+server's, rendering included) and its p50/p95 reported against the 300 ms target.
 """
 
 from __future__ import annotations

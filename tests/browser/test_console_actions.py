@@ -15,7 +15,7 @@ from playwright.async_api import expect
 from tests.conftest import ADMIN_TOKEN
 from tests.support.console import ConsolePage, create_key, create_source, post_webhook
 from tests.support.processes import RelayServer
-from tests.support.relay import visit_event
+from tests.support.relay import ROUTESTRIPE_SECRET, visit_event
 from tests.support.subscriber import Answer, Subscriber, eventually
 
 
@@ -212,3 +212,53 @@ async def test_a_form_without_this_sessions_csrf_token_is_refused(
         forged = await stranger.post("/console/login", data={"token": ADMIN_TOKEN, "csrf": "x"})
         assert forged.status_code == 403
         assert "relay_console" not in forged.cookies
+
+
+async def test_admin_creates_a_source_rotates_its_credentials_and_creates_a_subscription(
+    api: httpx.AsyncClient, console: Callable[..., Any], subscriber: Subscriber
+) -> None:
+    tab: ConsolePage = await console()
+    await tab.sign_in(ADMIN_TOKEN)
+    await tab.goto("/console/sources")
+    await tab.page.get_by_text("Create a source").click()
+    await tab.page.fill("input[name=slug]", "rs")
+    await tab.page.select_option("select[name=vendor]", "routestripe")
+    await tab.page.fill(
+        "textarea[name=verification]", f'{{"type": "hmac", "secret": "{ROUTESTRIPE_SECRET}"}}'
+    )
+    await tab.page.get_by_role("button", name="Create source").click()
+    await expect(tab.page.locator(".notice")).to_contain_text("/ingest/rs")
+    page_text = await tab.page.inner_text("main")
+    assert ROUTESTRIPE_SECRET not in page_text, "credentials are shown masked"
+    assert ROUTESTRIPE_SECRET[-4:] in page_text
+
+    await tab.page.get_by_text("Rotate credentials").click()
+    await tab.page.fill(
+        "textarea[name=verification]", '{"type": "hmac", "secret": "the-new-secret-of-2027-abcd"}'
+    )
+    await tab.page.get_by_role("button", name="Rotate").click()
+    await expect(tab.page.locator(".notice")).to_contain_text("Credentials rotated")
+    # Signed with the old secret: still accepted for the 24 hours the form kept it.
+    await post_webhook(api, [visit_event()])
+
+    await tab.goto("/console/subscriptions")
+    await tab.page.get_by_text("Create a subscription").click()
+    await tab.page.fill("input[name=url]", "ftp://nowhere")
+    await tab.page.get_by_role("button", name="Create subscription").click()
+    await expect(tab.page.locator(".notice-error")).to_contain_text("url")
+
+    await tab.page.get_by_text("Create a subscription").click()
+    await tab.page.fill("input[name=url]", subscriber.url("/made-in-console"))
+    await tab.page.fill("input[name=event_types]", "order.*")
+    await tab.page.get_by_role("button", name="Create subscription").click()
+    await expect(tab.page.locator("h1")).to_have_text("New subscription")
+    copy = tab.page.get_by_role("button", name=re.compile(r"^Copy whsec_"))
+    secret = await copy.get_attribute("data-copy")
+    assert secret is not None
+    assert secret in await tab.page.inner_text("main")
+    [made] = (await api.get("/v1/subscriptions")).json()["data"]
+    assert made["url"] == subscriber.url("/made-in-console")
+    assert made["event_types"] == ["order.*"]
+    assert made["secret"].endswith(secret[-4:])
+    assert made["secret"] != secret, "the API shows it masked; only that answer showed it whole"
+    assert tab.errors == []

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from relay.apikeys.auth import principal_for_token
@@ -44,13 +45,14 @@ from relay.jobs.schemas import RecoverIn
 from relay.jobs.service import JobService
 from relay.observability.repository import MetricsRepository
 from relay.sources.repository import SourceRepository
-from relay.sources.service import SourceService
+from relay.sources.schemas import SourceCreate, SourceUpdate
+from relay.sources.service import SourceService, validation_message
 from relay.sources.service import to_out as source_out
 from relay.stats.service import StatsService
 from relay.subscriptions.destinations import DestinationChecker
 from relay.subscriptions.filters import FilterError, validate_filter
 from relay.subscriptions.repository import SubscriptionRepository
-from relay.subscriptions.schemas import SubscriptionUpdate
+from relay.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
 from relay.subscriptions.service import SubscriptionService
 from relay.subscriptions.service import to_out as subscription_out
 from relay.vendors.registry import VENDORS
@@ -67,6 +69,7 @@ WINDOWS: dict[str, timedelta] = {
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
 }
+DATA_SEARCH_WINDOW = "24h"
 VERDICTS = ("accepted", "duplicate", "ping", "rejected", "invalid")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
@@ -103,6 +106,21 @@ def _instant(field: str, value: str | None) -> datetime | None:
     except ValueError as exc:
         raise Invalid(f"{field}: '{value}' is not a time like 2026-03-10T06:00:00Z") from exc
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _payload(model: type[M], **fields: Any) -> M:
+    """A request body built from a form, its problems said as the API says them."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise Invalid(validation_message(exc)) from exc
+
+
+def _listed(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _subscriptions(session: DbSession, request: Request) -> SubscriptionService:
@@ -344,6 +362,32 @@ async def subscriptions_page(
     )
 
 
+@router.post("/subscriptions")
+async def create_subscription(request: Request, session: DbSession, viewer: SignedIn) -> Response:
+    form = await checked_form(request, viewer)
+    _require(viewer, "create_subscription")
+    try:
+        payload = _payload(
+            SubscriptionCreate,
+            url=form.get("url", "").strip(),
+            event_types=_listed(form.get("event_types", "")) or ["*"],
+            description=form.get("description", ""),
+        )
+        subscription = await _subscriptions(session, request).create(payload)
+        await session.commit()
+    except RelayError as exc:
+        response = _back("/console/subscriptions")
+        flash(request, response, "error", exc.message)
+        return response
+    # Its secret is shown on this answer only, like a rotated one.
+    return render(
+        request,
+        "secret.html",
+        viewer,
+        {"title": "New subscription", "subscription": subscription, "created": True},
+    )
+
+
 @router.get("/subscriptions/{subscription_id}")
 async def subscription_page(
     subscription_id: str,
@@ -429,11 +473,10 @@ async def edit_subscription(
     _require(viewer, "edit_subscription")
     response = _back(f"/console/subscriptions/{subscription_id}")
     try:
-        spec = _filter_from_text(form.get("filter", ""))
+        spec = containment("filter", form.get("filter", ""))
         update = SubscriptionUpdate(
             url=form.get("url") or None,
-            event_types=[t.strip() for t in form.get("event_types", "").split(",") if t.strip()]
-            or None,
+            event_types=_listed(form.get("event_types", "")) or None,
             description=form.get("description", ""),
             filter=spec,
         )
@@ -445,23 +488,11 @@ async def edit_subscription(
     return response
 
 
-def _filter_from_text(text: str) -> dict[str, Any] | None:
-    if not text.strip():
-        return None
-    try:
-        spec = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise Invalid(f"filter: not JSON ({exc})") from exc
-    if not isinstance(spec, dict):
-        raise Invalid("filter: must be a JSON object")
-    return spec
-
-
 @router.get("/filters/check")
 async def check_filter(viewer: SignedIn, text: str = Query("")) -> Response:
     """Checks a subscription filter as it is typed, with the rule subscriptions are saved by."""
     try:
-        spec = _filter_from_text(text)
+        spec = containment("filter", text)
         if spec is not None:
             validate_filter(spec)
     except (Invalid, FilterError, ValueError) as exc:
@@ -540,7 +571,7 @@ async def rotate_secret(
         request,
         "secret.html",
         viewer,
-        {"title": "New signing secret", "subscription": subscription},
+        {"title": "New signing secret", "subscription": subscription, "created": False},
     )
 
 
@@ -575,8 +606,12 @@ async def events_page(
     error = None
     events: Any = []
     try:
-        span = _window(window)
         contains = containment("data", data)
+        if contains is not None and not window and not since:
+            # Containment reads each event's JSON: bounded in time, a search stays fast on a
+            # long history.
+            window = filters["window"] = DATA_SEARCH_WINDOW
+        span = _window(window)
         if type and type not in known_event_types():
             raise Invalid(f"type: unknown event type '{type}'")
         if vendor and vendor not in VENDORS:
@@ -678,6 +713,7 @@ async def sources_page(
         {
             "title": "Sources",
             "sources": [source_out(row) for row in rows],
+            "vendors": sorted(VENDORS),
             "next_cursor": _next_cursor(rows),
         },
     )
@@ -705,6 +741,87 @@ async def source_page(
             "requests": requests_,
         },
     )
+
+
+@router.post("/sources")
+async def create_source(request: Request, session: DbSession, viewer: SignedIn) -> Response:
+    form = await checked_form(request, viewer)
+    _require(viewer, "create_source")
+    response = _back("/console/sources")
+    try:
+        payload = _payload(
+            SourceCreate,
+            slug=form.get("slug", "").strip(),
+            vendor=form.get("vendor", ""),
+            verification=_json_object("verification", form.get("verification", "")),
+            description=form.get("description", ""),
+        )
+        source = await SourceService(SourceRepository(session)).create(payload)
+        await session.commit()
+    except RelayError as exc:
+        flash(request, response, "error", exc.message)
+        return response
+    created = _back(f"/console/sources/{source.id}")
+    flash(
+        request, created, "ok", f"Source created: vendors post to {source_out(source).ingest_path}."
+    )
+    return created
+
+
+@router.post("/sources/{source_id}/edit")
+async def edit_source(
+    source_id: str, request: Request, session: DbSession, viewer: SignedIn
+) -> Response:
+    form = await checked_form(request, viewer)
+    _require(viewer, "edit_source")
+    response = _back(f"/console/sources/{source_id}")
+    try:
+        rate = form.get("rate_limit_per_second", "").strip()
+        payload = _payload(
+            SourceUpdate,
+            description=form.get("description", ""),
+            active=form.get("active") == "on",
+            rate_limit_per_second=rate or None,
+        )
+        await SourceService(SourceRepository(session)).update(source_id, payload, now=_now())
+        await session.commit()
+    except RelayError as exc:
+        flash(request, response, "error", exc.message)
+        return response
+    flash(request, response, "ok", "Saved.")
+    return response
+
+
+@router.post("/sources/{source_id}/rotate")
+async def rotate_source_credentials(
+    source_id: str, request: Request, session: DbSession, viewer: SignedIn
+) -> Response:
+    form = await checked_form(request, viewer)
+    _require(viewer, "edit_source")
+    response = _back(f"/console/sources/{source_id}")
+    try:
+        hours = form.get("keep_previous_hours", "0").strip() or "0"
+        if not hours.isdigit():
+            raise Invalid("keep the previous credentials for: give a whole number of hours")
+        payload = _payload(
+            SourceUpdate,
+            verification=_json_object("verification", form.get("verification", "")),
+            keep_previous_for_seconds=int(hours) * 3600,
+        )
+        await SourceService(SourceRepository(session)).update(source_id, payload, now=_now())
+        await session.commit()
+    except RelayError as exc:
+        flash(request, response, "error", exc.message)
+        return response
+    flash(request, response, "ok", "Credentials rotated.")
+    return response
+
+
+def _json_object(field: str, text: str) -> dict[str, Any]:
+    value = containment(field, text)
+    if value is None:
+        raise Invalid(f"{field}: required")
+    return value
 
 
 @router.get("/requests")

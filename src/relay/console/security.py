@@ -41,6 +41,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "pause": ("PATCH", "/v1/subscriptions/{subscription_id}"),
     "edit_subscription": ("PATCH", "/v1/subscriptions/{subscription_id}"),
     "rotate_secret": ("POST", "/v1/subscriptions/{subscription_id}/rotate-secret"),
+    "create_subscription": ("POST", "/v1/subscriptions"),
+    "create_source": ("POST", "/v1/sources"),
     "edit_source": ("PATCH", "/v1/sources/{source_id}"),
 }
 
