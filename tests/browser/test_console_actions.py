@@ -39,7 +39,6 @@ async def _all_failed(api: httpx.AsyncClient, count: int) -> list[str]:
 async def test_ops_retries_a_failed_delivery_and_sees_the_new_attempt_succeed(
     api: httpx.AsyncClient, console: Callable[..., Any], subscriber: Subscriber
 ) -> None:
-    subscriber.script("/hook", Answer(503, body=b"down for maintenance"), then=Answer(200))
     await create_source(api)
     await api.post(
         "/v1/subscriptions", json={"url": subscriber.url("/hook"), "retry_schedule": [1]}
