@@ -3,10 +3,12 @@ revocation."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+from playwright.async_api import expect
 
 from tests.conftest import ADMIN_TOKEN
 from tests.support.console import ConsolePage, create_key, create_source, post_webhook
@@ -118,3 +120,32 @@ async def _deliveries(api: httpx.AsyncClient) -> list[dict[str, Any]]:
 
     await eventually(some, within=20)
     return found
+
+
+async def test_admin_creates_a_key_that_signs_in_and_revokes_it(
+    console: Callable[..., Any],
+) -> None:
+    admin: ConsolePage = await console()
+    await admin.sign_in(ADMIN_TOKEN)
+    await admin.page.get_by_role("link", name="Keys").click()
+    await admin.page.get_by_text("Create a key").click()
+    await admin.page.fill("input[name=name]", "night shift")
+    await admin.page.select_option("select[name=scope]", "read")
+    await admin.page.get_by_role("button", name="Create key").click()
+    await expect(admin.page.locator("h1")).to_have_text("New API key")
+    copy = admin.page.get_by_role("button", name=re.compile(r"^Copy rk_"))
+    key = await copy.get_attribute("data-copy")
+    assert key is not None
+
+    operator: ConsolePage = await console()
+    await operator.sign_in(key)
+    assert await operator.page.get_by_role("link", name="Keys").count() == 0
+    await operator.goto("/console/keys")
+    assert "needs the 'admin' scope" in await operator.page.inner_text("main")
+
+    await admin.goto("/console/keys")
+    await admin.page.get_by_role("button", name="Revoke night shift").click()
+    await expect(admin.page.locator(".notice")).to_contain_text("revoked")
+    await operator.goto("/console")
+    assert operator.page.url.endswith("/console/login")
+    assert admin.errors == []

@@ -67,6 +67,8 @@ async def test_every_page_renders_without_a_browser_error_at_both_widths(
     api: httpx.AsyncClient, console: Callable[..., Any], subscriber: Subscriber
 ) -> None:
     ids = await _seed(api, subscriber)
+    for name, scope in (("grafana", "read"), ("on-call", "ops")):
+        await api.post("/v1/api-keys", json={"name": name, "scope": scope})
     pages = {
         "dashboard": ("/console", "Overview"),
         "subscriptions": ("/console/subscriptions", "Subscriptions"),
@@ -80,6 +82,7 @@ async def test_every_page_renders_without_a_browser_error_at_both_widths(
         "requests": ("/console/requests", "Inbound requests"),
         "jobs": ("/console/jobs", "Jobs"),
         "live": ("/console/live", "Live"),
+        "keys": ("/console/keys", "API keys"),
     }
     desktop: ConsolePage = await console()
     await desktop.sign_in(ADMIN_TOKEN)

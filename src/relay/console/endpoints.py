@@ -17,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from relay.apikeys.auth import principal_for_token
+from relay.apikeys.repository import ApiKeyRepository
+from relay.apikeys.schemas import ApiKeyCreate
+from relay.apikeys.service import ApiKeyService
+from relay.apikeys.service import to_out as key_out
 from relay.console.charts import minute_chart
 from relay.console.rendering import ConsoleRoute, render
 from relay.console.security import (
@@ -35,6 +39,7 @@ from relay.console.security import (
 from relay.core.errors import Forbidden, Invalid, NotFound, RelayError, Unauthorized
 from relay.core.netguard import DestinationPolicy
 from relay.core.pagination import checked_cursor
+from relay.core.scopes import SCOPES
 from relay.core.settings import Settings
 from relay.db.session import DbSession
 from relay.deliveries.repository import DeliveryQuery
@@ -888,6 +893,59 @@ async def jobs_page(
         viewer,
         {"title": "Jobs", "jobs": rows, "next_cursor": _next_cursor(rows)},
     )
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+@router.get("/keys")
+async def keys_page(
+    request: Request, session: DbSession, viewer: SignedIn, cursor: str | None = Query(None)
+) -> Response:
+    _require(viewer, "see_keys")
+    rows = await ApiKeyService(ApiKeyRepository(session)).list(
+        limit=PAGE, cursor=checked_cursor(cursor or None)
+    )
+    return render(
+        request,
+        "keys.html",
+        viewer,
+        {
+            "title": "API keys",
+            "keys": [key_out(row) for row in rows],
+            "scopes": SCOPES,
+            "next_cursor": _next_cursor(rows),
+        },
+    )
+
+
+@router.post("/keys")
+async def create_key(request: Request, session: DbSession, viewer: SignedIn) -> Response:
+    form = await checked_form(request, viewer)
+    _require(viewer, "create_key")
+    try:
+        payload = _payload(ApiKeyCreate, name=form.get("name", "").strip(), scope=form.get("scope"))
+        created = await ApiKeyService(ApiKeyRepository(session)).create(payload, now=_now())
+        await session.commit()
+    except RelayError as exc:
+        response = _back("/console/keys")
+        flash(request, response, "error", exc.message)
+        return response
+    # The key is shown on this answer only: the relay keeps its hash, never the key.
+    return render(request, "key_created.html", viewer, {"title": "New API key", "key": created})
+
+
+@router.post("/keys/{api_key_id}/revoke")
+async def revoke_key(
+    api_key_id: str, request: Request, session: DbSession, viewer: SignedIn
+) -> Response:
+    await checked_form(request, viewer)
+    _require(viewer, "revoke_key")
+    revoked = await ApiKeyService(ApiKeyRepository(session)).revoke(api_key_id, now=_now())
+    await session.commit()
+    response = _back("/console/keys")
+    flash(request, response, "ok", f"Key {revoked.prefix} revoked: its sessions end now.")
+    return response
 
 
 @router.get("/jobs/{job_id}/progress")

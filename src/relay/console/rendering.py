@@ -15,7 +15,14 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from relay.console.security import FLASH_COOKIE, CsrfRefused, LoginRequired, Viewer, take_flash
+from relay.console.security import (
+    FLASH_COOKIE,
+    CsrfRefused,
+    LoginRequired,
+    Viewer,
+    current_viewer,
+    take_flash,
+)
 from relay.core.errors import RelayError
 
 HERE = Path(__file__).parent
@@ -119,6 +126,14 @@ def render(
     return response
 
 
+async def _viewer_if_signed_in(request: Request) -> Viewer | None:
+    # An error page keeps the navigation of whoever is signed in.
+    try:
+        return await current_viewer(request)
+    except LoginRequired:
+        return None
+
+
 class ConsoleRoute(APIRoute):
     """Every console answer carries the security headers; a missing session redirects to the
     login form, and an error a person can cause (a wrong id, a conflict) is a page saying so."""
@@ -148,7 +163,7 @@ class ConsoleRoute(APIRoute):
                 response = render(
                     request,
                     "error.html",
-                    None,
+                    await _viewer_if_signed_in(request),
                     {"title": f"{exc.status_code}: {exc.code}", "message": exc.message},
                     status_code=exc.status_code,
                 )

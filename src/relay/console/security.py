@@ -44,6 +44,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "create_subscription": ("POST", "/v1/subscriptions"),
     "create_source": ("POST", "/v1/sources"),
     "edit_source": ("PATCH", "/v1/sources/{source_id}"),
+    "see_keys": ("GET", "/v1/api-keys"),
+    "create_key": ("POST", "/v1/api-keys"),
+    "revoke_key": ("DELETE", "/v1/api-keys/{api_key_id}"),
 }
 
 
