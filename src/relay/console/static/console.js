@@ -103,7 +103,10 @@ function followLive() {
     time.title = when;
     time.textContent = new Date(when).toLocaleTimeString();
     row.insertCell().append(time);
-    cell(row, what, outcome ? `badge status-${outcome}` : "");
+    const label = document.createElement("span");
+    label.textContent = what;
+    if (outcome) label.className = `badge status-${outcome}`;
+    row.insertCell().append(label);
     cell(row, type);
     cell(row, detail, "sub");
     while (body.rows.length > 200) body.deleteRow(-1);
