@@ -292,8 +292,9 @@ def run_console(
     results = asyncio.run(measure(server_url, deliveries=deliveries, requests=requests, keep=keep))
     print_console(results)
     if results_dir is not None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        (results_dir / "console.json").write_bytes(
+        # A folder of its own: the main run's results are the JSON files beside it.
+        (results_dir / "console").mkdir(parents=True, exist_ok=True)
+        (results_dir / "console" / "latest.json").write_bytes(
             orjson.dumps(results, option=orjson.OPT_INDENT_2)
         )
     return results
