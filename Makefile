@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit bench
+.PHONY: install run test lint typecheck unit bench chromium
 
 $(BIN)/relay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ $(VENV)/.bench-extra: $(BIN)/relay
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	touch $@
 
-test: lint typecheck $(VENV)/.bench-extra
+# The console's browser tests drive Debian's Chromium (never a browser Playwright downloads).
+chromium:
+	test -x /usr/bin/chromium || apt-get install -y -qq chromium >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: lint typecheck $(VENV)/.bench-extra chromium
 	$(BIN)/python -m pytest
 
 # All six figures of docs/benchmarks.md against this machine's PostgreSQL (or

@@ -38,6 +38,7 @@ import httpx
 import orjson
 from sqlalchemy.engine import make_url
 
+from bench import console
 from bench.floor import TABLE_DDL
 from bench.isolation import scenario as isolation_scenario
 from bench.payloads import (
@@ -1550,3 +1551,6 @@ def main() -> None:
         run(SMOKE if args.smoke else FULL, server, args.results_dir, not args.no_wrk, args.only)
     )
     print(f"\nresults: {path}")
+    # The console's pages, on a database of their own (bench/console.py).
+    deliveries, requests = (2_000, 2) if args.smoke else (console.FULL_DELIVERIES, 20)
+    console.run_console(server, deliveries=deliveries, requests=requests, results_dir=path.parent)

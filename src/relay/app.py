@@ -14,6 +14,7 @@ from relay import __version__
 from relay.apikeys.auth import AdminAuthMiddleware, load_or_create_admin_token
 from relay.apikeys.endpoints import router as api_keys_router
 from relay.background import BackgroundWork
+from relay.console import install_console
 from relay.core.crypto import install_from_settings
 from relay.core.errors import install_error_handlers
 from relay.core.ids import new_id
@@ -194,5 +195,7 @@ def create_app(
         api_keys_router,
     ):
         app.include_router(router)
+    if settings.console_enabled:
+        install_console(app)
     install_openapi(app)
     return app

@@ -75,7 +75,8 @@ def _announce_new_token(token: str, base_url: str) -> None:
         "\nA new admin token was generated and saved in the data directory:\n\n"
         f"    {token}\n\n"
         "Try it:\n\n"
-        f"    curl -H 'Authorization: Bearer {token}' {base_url}/v1/sources\n",
+        f"    curl -H 'Authorization: Bearer {token}' {base_url}/v1/sources\n\n"
+        f"or sign in with it to the web console at {base_url}/console\n",
         file=sys.stderr,
         flush=True,
     )

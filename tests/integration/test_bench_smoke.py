@@ -47,6 +47,10 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
     assert png.startswith(b"\x89PNG")
     assert len(png) > 5_000
 
+    console = orjson.loads((results / "console" / "latest.json").read_bytes())
+    assert set(console["pages"]) >= {"overview", "deliveries", "delivery", "subscription"}
+    assert all(page["p95_ms"] > 0 for page in console["pages"].values())
+
     figures = latest["figures"]
     ingest = figures["ingest"]
     assert ingest["relay_per_s"] > 0

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from relay.apikeys.models import ApiKey
 from relay.apikeys.repository import ApiKeyRepository
 from relay.apikeys.service import ApiKeyService, as_scope
 from relay.core.errors import (
@@ -76,6 +77,11 @@ async def authenticate(request: Request) -> Principal:
             "missing credentials: send 'Authorization: Bearer <API key or RELAY_ADMIN_TOKEN>'",
             headers=_CHALLENGE,
         )
+    return await principal_for_token(request, presented)
+
+
+async def principal_for_token(request: Request, presented: str) -> Principal:
+    """Who a presented token (the admin token or an API key) is; Unauthorized saying why not."""
     admin_token: str = request.app.state.admin_token
     if hmac.compare_digest(presented.encode(), admin_token.encode()):
         return ADMIN_TOKEN_PRINCIPAL
@@ -87,9 +93,19 @@ async def authenticate(request: Request) -> Principal:
         await session.commit()
     if check.api_key is None:
         raise Unauthorized(check.problem or "invalid token", headers=_CHALLENGE)
-    return Principal(
-        name=check.api_key.name, scope=as_scope(check.api_key.scope), api_key_id=check.api_key.id
-    )
+    return _key_principal(check.api_key)
+
+
+async def principal_for_key_id(request: Request, api_key_id: str) -> Principal | None:
+    """The principal of an API key known by id (a console session), None once it is revoked."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    async with factory() as session:
+        api_key = await ApiKeyService(ApiKeyRepository(session)).still_valid(api_key_id)
+    return None if api_key is None else _key_principal(api_key)
+
+
+def _key_principal(api_key: ApiKey) -> Principal:
+    return Principal(name=api_key.name, scope=as_scope(api_key.scope), api_key_id=api_key.id)
 
 
 async def require_admin(request: Request) -> Principal:

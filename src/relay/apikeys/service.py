@@ -104,6 +104,14 @@ class ApiKeyService:
             await self.repository.session.flush()
         return api_key
 
+    async def still_valid(self, api_key_id: str) -> ApiKey | None:
+        """The key of a signed-in console session, if it exists and is not revoked: sessions
+        hold the key's id, not the key, and end at their first request after a revocation."""
+        api_key = await self.repository.get(api_key_id)
+        if api_key is None or api_key.revoked_at is not None:
+            return None
+        return api_key
+
     async def check(self, presented: str, *, now: datetime) -> KeyCheck:
         prefix = prefix_of(presented)
         if prefix is None:

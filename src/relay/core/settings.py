@@ -238,6 +238,14 @@ class Settings(BaseSettings):
         "network).",
     )
 
+    console_enabled: bool = Field(
+        True, description="Serve the web console under /console from `relay serve`."
+    )
+    console_session_ttl: timedelta = Field(
+        timedelta(hours=8),
+        description="How long a console sign-in lasts before the token is asked for again.",
+    )
+
     encryption_key: SecretStr | None = Field(
         None,
         description="Fernet keys that encrypt source credentials and subscription secrets in "

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
@@ -19,6 +21,7 @@ from relay.vendors.registry import VENDORS
 router = APIRouter(prefix="/v1", tags=["events"], dependencies=[Depends(require_admin)])
 
 _JSON = "application/json"
+_EXAMPLE = '{"status": "late"}'
 
 
 def known_event_types() -> set[str]:
@@ -26,6 +29,21 @@ def known_event_types() -> set[str]:
     for vendor in VENDORS.values():
         types.update(vendor.event_types.values())
     return types
+
+
+def containment(field: str, text: str | None) -> dict[str, Any] | None:
+    """A JSON containment query as given in a query string: an object, or a 422 saying so."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(
+            f'{field}: not JSON ({exc}); give an object like {{"status": "late"}}'
+        ) from exc
+    if not isinstance(value, dict):
+        raise Invalid(f'{field}: give a JSON object like {{"status": "late"}}')
+    return value
 
 
 def _page_json(envelopes: list[str], next_cursor: str | None) -> bytes:
@@ -46,6 +64,11 @@ async def list_events(
     source: str | None = Query(None, description="Source id or slug."),
     since: datetime | None = Query(None, description="Received at or after (ISO 8601)."),
     until: datetime | None = Query(None, description="Received before (ISO 8601)."),
+    subject_id: str | None = Query(None, description="The subject's id: an order or route id."),
+    data: str | None = Query(
+        None,
+        description='A JSON object the event\'s data must contain, e.g. {"status": "late"}.',
+    ),
     limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
 ) -> Response:
@@ -56,7 +79,15 @@ async def list_events(
         raise Invalid(f"vendor: unknown vendor '{vendor}'; use {', '.join(sorted(VENDORS))}")
     source = await SourceService(SourceRepository(session)).resolve_filter("source", source)
     events = await EventRepository(session).list(
-        EventQuery(type=type, vendor=vendor, source=source, since=since, until=until),
+        EventQuery(
+            type=type,
+            vendor=vendor,
+            source=source,
+            since=since,
+            until=until,
+            subject_id=subject_id,
+            data_contains=containment("data", data),
+        ),
         limit=limit,
         cursor=checked_cursor(cursor),
     )

@@ -16,6 +16,7 @@ class Event(Base):
         Index("ix_events_received_at_id", "received_at", "id"),
         Index("ix_events_type_received_at", "type", "received_at"),
         Index("ix_events_source_id_received_at", "source_id", "received_at"),
+        Index("ix_events_subject_id_id", "subject_id", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -3,8 +3,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import cast, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relay.events.models import Event
@@ -17,6 +19,9 @@ class EventQuery:
     source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    subject_id: str | None = None
+    # A JSON object the event's `data` must contain (PostgreSQL's @>), e.g. {"status": "late"}.
+    data_contains: dict[str, Any] | None = None
 
 
 class EventRepository:
@@ -40,4 +45,11 @@ class EventRepository:
             statement = statement.where(Event.received_at >= query.since)
         if query.until is not None:
             statement = statement.where(Event.received_at < query.until)
+        if query.subject_id is not None:
+            statement = statement.where(Event.subject_id == query.subject_id)
+        if query.data_contains is not None:
+            data = cast(Event.envelope, JSONB)["data"]
+            statement = statement.where(
+                data.op("@>")(func.cast(type_coerce(query.data_contains, JSONB), JSONB))
+            )
         return (await self.session.execute(statement)).scalars().all()

@@ -127,6 +127,13 @@ class DeliveryAttempt(Base):
         *(CheckConstraint(rule, name=name) for name, rule in ATTEMPT_INVARIANTS.items()),
         Index("ix_delivery_attempts_delivery_id_attempt", "delivery_id", "attempt_number"),
         Index("ix_delivery_attempts_subscription_id_id", "subscription_id", "id"),
+        # A subscription's attempts that did not succeed, newest first (the console's switch).
+        Index(
+            "ix_delivery_attempts_errors",
+            "subscription_id",
+            "id",
+            postgresql_where=text("outcome <> 'succeeded'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -89,10 +89,11 @@ def _parse_verification(vendor: str, raw: dict[str, Any]) -> SourceVerification:
     try:
         return parse_verification(raw, vendor_default_type=VENDORS[vendor].default_verification)
     except (ValidationError, ValueError) as exc:
-        raise Invalid(f"verification is not valid: {_first_error(exc)}") from exc
+        raise Invalid(f"verification is not valid: {validation_message(exc)}") from exc
 
 
-def _first_error(exc: ValidationError | ValueError) -> str:
+def validation_message(exc: ValidationError | ValueError) -> str:
+    """Every problem of a validation, each with the field it is in, on one line."""
     if isinstance(exc, ValidationError):
         parts = []
         for error in exc.errors(include_url=False, include_input=False):

@@ -21,8 +21,7 @@ def _timed(sql: str, *names: str) -> TextClause:
 # Deliveries are counted by when they were created; the id range (ids are ULIDs, ordered by
 # creation) lets the primary key find the day's rows without reading the history.
 # Latency is from the event's arrival to the end of the delivery's first succeeded attempt.
-_DELIVERIES = _timed(
-    """
+_DELIVERIES_SQL = """
     WITH recent AS (
         SELECT d.subscription_id, d.status, d.created_at >= :hour_ago AS in_hour,
                EXTRACT(EPOCH FROM (a.started_at - e.received_at)) * 1000 + a.duration_ms
@@ -33,8 +32,12 @@ _DELIVERIES = _timed(
             WHERE delivery_id = d.id AND outcome = 'succeeded'
             ORDER BY attempt_number LIMIT 1
         ) AS a ON d.status = 'succeeded'
-        LEFT JOIN events AS e ON e.id = d.event_id AND d.status = 'succeeded'
-        WHERE d.id >= :lowest_id AND d.created_at >= :day_ago
+        -- Looked up by key for the window's rows: a join the planner may hash would read
+        -- every event ever kept.
+        LEFT JOIN LATERAL (
+            SELECT received_at FROM events WHERE id = d.event_id
+        ) AS e ON d.status = 'succeeded'
+        WHERE d.id >= :lowest_id AND d.created_at >= :day_ago{only}
     )
     SELECT grouping(subscription_id) = 1 AS is_total, subscription_id,
            count(*) FILTER (WHERE in_hour) AS hour_received,
@@ -53,8 +56,23 @@ _DELIVERIES = _timed(
            percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS day_p99
     FROM recent
     GROUP BY GROUPING SETS ((subscription_id), ())
-    """,
+    """
+_DELIVERIES = _timed(_DELIVERIES_SQL.format(only=""), "hour_ago", "day_ago")
+# One subscription's rows, found through its (subscription_id, id) index.
+_SUBSCRIPTION_DELIVERIES = _timed(
+    _DELIVERIES_SQL.format(only=" AND d.subscription_id = :subscription_id"),
     "hour_ago",
+    "day_ago",
+)
+
+# Counts without latency for a page of subscriptions: no attempt or event is read.
+_DAY_COUNTS = _timed(
+    """
+    SELECT subscription_id, status, count(*) AS deliveries
+    FROM deliveries
+    WHERE id >= :lowest_id AND created_at >= :day_ago AND subscription_id = ANY(:ids)
+    GROUP BY 1, 2
+    """,
     "day_ago",
 )
 
@@ -84,6 +102,18 @@ _SUBSCRIPTIONS = text(
     """  # noqa: S608 (formatted only with the outbox's own constants)
 )
 
+# Deliveries created in each minute of the window by their status now; the id range keeps the
+# scan to the window's rows, as above.
+_PER_MINUTE = _timed(
+    """
+    SELECT date_trunc('minute', created_at) AS minute, status, count(*) AS deliveries
+    FROM deliveries
+    WHERE id >= :lowest_id AND created_at >= :since
+    GROUP BY 1, 2
+    """,
+    "since",
+)
+
 # Ids are minted a moment after the row's created_at is taken; the slack keeps those in range.
 ID_SLACK = timedelta(minutes=5)
 
@@ -103,6 +133,13 @@ class DeliveryCounts:
     subscription_id: str | None
     hour: Window
     day: Window
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    minute: datetime
+    status: str
+    deliveries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,22 +179,54 @@ class StatsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def deliveries(self, *, hour_ago: datetime, day_ago: datetime) -> list[DeliveryCounts]:
-        """One row per subscription with deliveries in the day, and one total (id None)."""
-        rows = await self.session.execute(
-            _DELIVERIES,
-            {
-                "hour_ago": hour_ago,
-                "day_ago": day_ago,
-                "lowest_id": lowest_id("dlv", day_ago - ID_SLACK),
-            },
-        )
+    async def deliveries(
+        self, *, hour_ago: datetime, day_ago: datetime, subscription_id: str | None = None
+    ) -> list[DeliveryCounts]:
+        """One row per subscription with deliveries in the day, and one total (id None); or
+        only `subscription_id`'s row and its total."""
+        params = {
+            "hour_ago": hour_ago,
+            "day_ago": day_ago,
+            "lowest_id": lowest_id("dlv", day_ago - ID_SLACK),
+        }
+        if subscription_id is None:
+            rows = await self.session.execute(_DELIVERIES, params)
+        else:
+            rows = await self.session.execute(
+                _SUBSCRIPTION_DELIVERIES, {**params, "subscription_id": subscription_id}
+            )
         return [
             DeliveryCounts(
                 subscription_id=None if row.is_total else row.subscription_id,
                 hour=_window(row, "hour"),
                 day=_window(row, "day"),
             )
+            for row in rows
+        ]
+
+    async def day_counts(
+        self, ids: Sequence[str], *, day_ago: datetime
+    ) -> dict[str, dict[str, int]]:
+        """Deliveries created since `day_ago`, by subscription and then status."""
+        rows = await self.session.execute(
+            _DAY_COUNTS,
+            {
+                "ids": list(ids),
+                "day_ago": day_ago,
+                "lowest_id": lowest_id("dlv", day_ago - ID_SLACK),
+            },
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row.subscription_id, {})[row.status] = int(row.deliveries)
+        return counts
+
+    async def per_minute(self, *, since: datetime) -> list[MinuteCount]:
+        rows = await self.session.execute(
+            _PER_MINUTE, {"since": since, "lowest_id": lowest_id("dlv", since - ID_SLACK)}
+        )
+        return [
+            MinuteCount(minute=row.minute, status=row.status, deliveries=int(row.deliveries))
             for row in rows
         ]
 
