@@ -25,11 +25,6 @@ import uvicorn
 from bench.payloads import BRINGG_TOKEN, bringg_body, bringg_template
 
 MAX_IN_FLIGHT = 100
-# The vendor's requests go out through this many clients, each with its share of the
-# connections: httpcore walks every connection of its pool on each request and answer, and one
-# pool of 100 made this load generator, not the relay, the bottleneck at 200 webhooks/s (its
-# process at 100 % of a core, the relay idle, answers taking a second).
-CLIENTS = 10
 
 
 class Clock:
@@ -85,24 +80,15 @@ async def measure(
 
     template = bringg_template()
     headers = {"Authorization": f"Bearer {BRINGG_TOKEN}", "Content-Type": "application/json"}
-    share = MAX_IN_FLIGHT // CLIENTS
-    limits = httpx.Limits(max_connections=share, max_keepalive_connections=share)
+    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
     measured: list[str] = []
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(limits=limits, timeout=30.0, trust_env=False)
-            )
-            for _ in range(CLIENTS)
-        ]
+    async with httpx.AsyncClient(limits=limits, timeout=30.0, trust_env=False) as client:
 
         async def post(run_id: int) -> None:
             body = bringg_body(template, run_id)
             clock.sent[str(run_id)] = time.monotonic()
             try:
-                response = await clients[run_id % CLIENTS].post(
-                    relay_url, content=body, headers=headers
-                )
+                response = await client.post(relay_url, content=body, headers=headers)
             except httpx.HTTPError:
                 clock.failed += 1
                 return
