@@ -90,6 +90,8 @@ class Dispatcher:
         self.stopping = asyncio.Event()
         self.shares = SlotShares(settings.dispatcher_concurrency)
         self.in_flight: dict[str, asyncio.Task[None]] = {}
+        # Every slot was taken when the claim loop last looked (see _done).
+        self.slots_full = False
         self.recorder = OutcomeRecorder(
             session_factory,
             self.policy,
@@ -140,6 +142,7 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while not self.stopping.is_set():
             free = self.settings.dispatcher_concurrency - len(self.in_flight)
+            self.slots_full = free <= 0
             batch = ClaimBatch(deliveries=[])
             if free > 0:
                 self.wake.clear()
@@ -180,13 +183,21 @@ class Dispatcher:
         self.shares.start(claimed.id, claimed.subscription_id)
         task = asyncio.create_task(self._handle(claimed), name=f"deliver-{claimed.id}")
         self.in_flight[claimed.id] = task
-        task.add_done_callback(lambda _task: self._done(claimed))
+        task.add_done_callback(lambda _task: self._finished(claimed))
 
     def _done(self, claimed: ClaimedDelivery) -> None:
+        """Its slot is free: a claim waiting for one may go."""
         if self.in_flight.pop(claimed.id, None) is not None:
             self.shares.forget(claimed.id)
-            # Deliveries parked behind this one's subscription may have room now.
-            self.wake.set()
+            if self.slots_full:
+                self.wake.set()
+
+    def _finished(self, claimed: ClaimedDelivery) -> None:
+        """Its outcome is committed and its lease gone (or it ended unsent): what it held back,
+        the next event of its subject or deliveries parked behind its subscription's limits,
+        may be due now."""
+        self._done(claimed)
+        self.wake.set()
 
     async def _handle(self, claimed: ClaimedDelivery) -> None:
         if claimed.liveness in (Liveness.DELETED, Liveness.DISABLED):
