@@ -94,8 +94,10 @@ class RelayApp(FastAPI):
     ingest_stack: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and ingest_slug(scope) is not None:
+        slug = ingest_slug(scope)
+        if slug is not None:
             scope["app"] = self
+            scope["path_params"] = {"slug": slug}
             await self.ingest_stack(scope, receive, send)
             return
         await super().__call__(scope, receive, send)

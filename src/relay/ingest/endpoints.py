@@ -174,8 +174,10 @@ INGEST_PREFIX = "/ingest/"
 
 def ingest_slug(scope: Scope) -> str | None:
     """The slug when `scope` is a webhook POST to /ingest/{slug}, else None."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
     path: str = scope["path"]
-    if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(INGEST_PREFIX):
+    if not path.startswith(INGEST_PREFIX):
         return None
     slug = path[len(INGEST_PREFIX) :]
     return slug if slug and "/" not in slug else None
@@ -185,12 +187,11 @@ async def serve_ingest(scope: Scope, receive: Receive, send: Send) -> None:
     """POST /ingest/{slug} as a bare ASGI app: the relay's own middlewares around it, but not
     FastAPI's routing and middleware stack, which this one path does not need and which cost
     it a third of its time per webhook (docs/benchmarks.md). The FastAPI route above stays,
-    for the OpenAPI description; errors are answered as the app's handlers answer them."""
+    for the OpenAPI description; errors are answered as the app's handlers answer them. The
+    caller has found the slug (`ingest_slug`) and put it in the scope's path parameters."""
     request = Request(scope, receive)
-    slug = ingest_slug(scope)
-    assert slug is not None, "serve_ingest is only called for an ingest POST"
     try:
-        response = await ingest_webhook(slug, request)
+        response = await ingest_webhook(request.path_params["slug"], request)
     except Exception as exc:
         response = await answer_exception(request, exc)
     await response(scope, receive, send)
