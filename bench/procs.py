@@ -1,9 +1,11 @@
 """The processes of a benchmark run: starting them, waiting until they listen, sampling their
-memory, and stopping them (only the ones this run started, by their own pid)."""
+memory, and stopping them (only the ones this run started, by their own pid). A run that is
+killed takes them with it: an orphaned worker left spinning would skew every later run."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -12,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -23,6 +26,20 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+# prctl(2): the signal the kernel sends this process when the one that started it dies.
+_PR_SET_PDEATHSIG = 1
+
+
+# Looked up here, not in the child: between fork and exec the child only makes the call.
+_prctl: Any = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    # SIGTERM, not SIGKILL: `relay serve --workers` then stops its own workers too.
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def relay_executable() -> str:
@@ -40,7 +57,12 @@ class Process:
         self.log_path = logs / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(  # noqa: S603 - our own commands, no shell
-            args, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+            args,
+            env=env,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
 
     @property

@@ -165,6 +165,7 @@ FIGURES = (
     "scaling",
     "peer",
     "history",
+    "console",
 )
 # The peer's worker: as many jobs in flight as its pool can serve, on a 2-core machine (more
 # concurrent fetches only queue on procrastinate_jobs' lock and the CPU).
@@ -1551,6 +1552,8 @@ def main() -> None:
         run(SMOKE if args.smoke else FULL, server, args.results_dir, not args.no_wrk, args.only)
     )
     print(f"\nresults: {path}")
+    if "console" not in args.only:
+        return
     # The console's pages, on a database of their own (bench/console.py).
     deliveries, requests = (2_000, 2) if args.smoke else (console.FULL_DELIVERIES, 20)
     console.run_console(server, deliveries=deliveries, requests=requests, results_dir=path.parent)

@@ -195,6 +195,36 @@ async def test_parked_deliveries_go_oldest_first_as_slots_free_then_the_upkeep_l
     assert not await flagged_parked(session_factory, narrow["id"])
 
 
+async def test_an_answered_delivery_frees_its_subscriptions_slot_before_its_outcome_is_written(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    narrow = await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=2)
+    assert (await post_routestripe(client, [visit_event() for _ in range(5)])).status_code == 200
+    first = (await claim(session_factory, "w")).deliveries
+    assert len(first) == 2
+    # Still leased, outcome unwritten: requests in flight for every other worker, and for
+    # this one until it says they were answered.
+    assert (await claim(session_factory, "w")).deliveries == []
+    assert (await claim(session_factory, "other")).deliveries == []
+    answered = [first[0].id]
+    assert (await claim(session_factory, "other", answered=answered)).deliveries == []
+    [second] = (await claim(session_factory, "w", answered=answered)).deliveries
+    assert second.id not in {item.id for item in first}
+    # The answered one is still leased to its worker: nobody else is handed it meanwhile.
+    assert (
+        await scalar(
+            session_factory,
+            "SELECT locked_by FROM deliveries WHERE id = :id",
+            id=first[0].id,
+        )
+        == "w"
+    )
+    # Two requests in flight again (the unanswered first one and the second).
+    assert (await claim(session_factory, "w", answered=answered)).deliveries == []
+    assert await parked_count(session_factory, narrow["id"]) == 2
+
+
 async def tidy(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> None:
     async with session_factory() as session:
         await transitions.raise_parked_flags(session)

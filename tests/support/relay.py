@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -169,6 +169,7 @@ async def claim_now(
     limit: int = 100,
     shares: WorkerShares = NO_WORKER_SHARE,
     probe_interval: timedelta = timedelta(minutes=1),
+    answered: Collection[str] = (),
 ) -> ClaimBatch:
     """One claim, committed, as a dispatcher named `worker` makes it."""
     async with session_factory() as session:
@@ -179,6 +180,7 @@ async def claim_now(
             lease=CLAIM_LEASE,
             probe_interval=probe_interval,
             shares=shares,
+            answered=answered,
         )
         await session.commit()
     return batch

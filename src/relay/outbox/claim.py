@@ -8,7 +8,7 @@ not interleave with a claim (releasing held deliveries) takes the same lock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,10 +47,12 @@ IN_SUBJECT_ORDER = """
 # subscriptions that have room again.
 #
 # A subscription's room is the least of: its max_concurrency less what any worker holds for
-# it, its rate bucket's whole tokens, and the room this worker gives it (its share of the
-# worker's slots, see dispatcher/shares.py). A paused subscription, or a degraded one between
-# probes, has no room: its due rows are held, out of every index the claim reads, until it is
-# resumed or its breaker closes. A degraded subscription whose probe is due gets room for one
+# it (less this worker's deliveries whose request was answered: they stay leased until their
+# outcome is written, but are no longer requests in flight), its rate bucket's whole tokens,
+# and the room this worker gives it (its share of the worker's slots, see
+# dispatcher/shares.py). A paused subscription, or a degraded one between probes, has no room:
+# its due rows are held, out of every index the claim reads, until it is resumed or its
+# breaker closes. A degraded subscription whose probe is due gets room for one
 # delivery, the probe, and its next probe time moves on by the probe interval.
 #
 # Candidates within room are leased by moving next_attempt_at to the lease's end, so a leased
@@ -122,6 +124,8 @@ _CLAIM = text(
               AND held_now.locked_by IS NOT NULL
               AND held_now.status = 'pending'
               AND held_now.locked_until > statement_timestamp()
+              AND NOT (held_now.locked_by = :worker
+                       AND held_now.id = ANY(CAST(:answered_ids AS text[])))
         ) AS in_flight
         CROSS JOIN LATERAL (
             SELECT CASE WHEN l.rate IS NULL THEN NULL
@@ -317,11 +321,13 @@ async def claim(
     lease: timedelta,
     probe_interval: timedelta,
     shares: WorkerShares,
+    answered: Collection[str] = (),
 ) -> ClaimBatch:
     """Leases up to `limit` due deliveries within their subscriptions' limits across all
     workers and this worker's shares, parks those of the oldest due rows that are over them,
-    and holds those of paused or failing subscriptions. The caller commits at once: that
-    ends the claim lock."""
+    and holds those of paused or failing subscriptions. `answered` are the ids of this
+    worker's leased deliveries whose request has been answered, their outcome not yet
+    written. The caller commits at once: that ends the claim lock."""
     await session.execute(CLAIM_LOCK)
     result = await session.execute(
         _CLAIM,
@@ -337,6 +343,7 @@ async def claim(
             "default_room": shares.default,
             "lowered_watch": LOWERED_WATCH,
             "strangers": shares.strangers,
+            "answered_ids": list(answered),
         },
     )
     rows = [dict(row._mapping) for row in result]
