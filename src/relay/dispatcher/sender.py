@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -90,11 +91,13 @@ def create_client(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     # Redirects are never followed: a 3xx is the subscriber's answer, and following it would
-    # send the signed body somewhere nobody subscribed.
+    # send the signed body somewhere nobody subscribed. No cookie is kept: one a subscriber set
+    # would go out with every later delivery to its host, other subscriptions' included.
     return httpx.AsyncClient(
         transport=GuardedTransport(policy, limits=limits, resolver=resolver),
         follow_redirects=False,
         trust_env=False,
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
 
 

@@ -270,6 +270,37 @@ async def test_proxy_settings_in_the_environment_are_ignored(
     assert result.status_code == 204, result.error_message
 
 
+async def test_a_cookie_one_subscriber_sets_is_never_sent_with_a_later_delivery() -> None:
+    # Two subscriptions on one host (two tenants of one platform, say) must not see each
+    # other's cookies, nor one see its own again: every delivery goes out alike.
+    requests: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: tenant=first; Path=/\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
+    client = create_client(max_connections=2, policy=policy)
+    try:
+        for path in ("/first", "/second", "/first"):
+            url = f"http://127.0.0.1:{port}{path}"
+            result = await send(client, delivery(url), attempt_timeout=5.0)
+            assert result.status_code == 200, result.error_message
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert len(requests) == 3
+    assert not any(b"\r\ncookie:" in request.lower() for request in requests), requests
+
+
 class GatedBackend(RecordingBackend):
     """Answers only once `gate` opens, so requests pile up in flight."""
 
