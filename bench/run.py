@@ -54,6 +54,7 @@ from relay.core.crypto import new_key
 from relay.core.settings import Settings
 from relay.db.engine import create_engine, create_session_factory
 from relay.db.migrations import upgrade_to_head
+from relay.outbox import transitions
 from relay.outbox.claim import WorkerShares, claim
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -860,8 +861,9 @@ class Run:
 
     async def claim_ceiling(self) -> None:
         """Figure 10: the claim's ceiling under its advisory lock. N claimers, each its own
-        connection, call the relay's claim in a loop against a large pending table, each claim
-        rolled back (so the lock is released at once and the same rows stay due)."""
+        connection, call the relay's claim in a loop against a large pending table; each gives
+        the deliveries it leased back at once (outside the lock, as a worker's shutdown does),
+        so the same rows stay due."""
         subscription_id = self.scaling_subscription
         async with self.db() as connection:
             await self.close_pending(connection)
@@ -895,7 +897,12 @@ class Run:
                                 probe_interval=timedelta(minutes=1),
                                 shares=shares,
                             )
-                            await session.rollback()
+                            await transitions.give_back(
+                                session,
+                                [item.id for item in batch.deliveries],
+                                worker="bench-ceiling",
+                                at=datetime.now(UTC),
+                            )
                         claims += 1
                         rows += len(batch.deliveries)
 

@@ -22,6 +22,7 @@ from relay.client import commands as client_commands
 from relay.client.listen import listen as listen_command
 from relay.client.tail import tail as tail_command
 from relay.core.crypto import EncryptionError, install_from_settings
+from relay.core.heap import settle_startup_objects
 from relay.core.logging import configure_logging, get_logger
 from relay.core.serving import guarded_protocol
 from relay.core.settings import Settings, get_settings
@@ -142,6 +143,7 @@ def serve(
         return
     application = create_app(settings, database_url=url, run_dispatcher=dispatcher)
     application.state.admin_token = token
+    settle_startup_objects()
     log.info("relay_listening", host=bind_host, port=bind_port, version=__version__)
     # uvicorn re-raises the signal it shut down for once it is done; exiting normally instead
     # lets atexit hooks run, among them the one that stops the embedded PostgreSQL.
@@ -182,6 +184,7 @@ def worker(
     url = _prepare_database(settings)
     if metrics_port is not None:
         start_http_server(metrics_port, addr=settings.host, registry=process_default().registry)
+    settle_startup_objects()
     asyncio.run(_run_worker(settings, url))
 
 

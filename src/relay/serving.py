@@ -25,6 +25,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from relay.app import create_app
+from relay.core.heap import settle_startup_objects
 from relay.core.logging import configure_logging, get_logger
 from relay.core.serving import guarded_protocol
 from relay.core.settings import Settings, get_settings
@@ -88,6 +89,7 @@ class WorkerConfig(uvicorn.Config):
         # a connection book per class, so the limits count per process.
         self.http = guarded_protocol(settings)
         super().load()
+        settle_startup_objects()
 
 
 class _Supervisor(Multiprocess):

@@ -3,6 +3,7 @@ tokens), and parking, which keeps one subscription's backlog from standing befor
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.outbox import transitions
-from relay.outbox.claim import ClaimBatch, ClaimedDelivery
+from relay.outbox.claim import CLAIM_LOCK, ClaimBatch, ClaimedDelivery, WorkerShares
+from relay.outbox.claim import claim as outbox_claim
 from tests.support.relay import (
     attempt_row,
     create_routestripe_source,
@@ -223,6 +225,43 @@ async def test_an_answered_delivery_frees_its_subscriptions_slot_before_its_outc
     # Two requests in flight again (the unanswered first one and the second).
     assert (await claim(session_factory, "w", answered=answered)).deliveries == []
     assert await parked_count(session_factory, narrow["id"]) == 2
+
+
+async def test_the_claim_commits_by_itself_and_holds_its_lock_only_while_it_runs(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    await subscribe(client, f"{NOWHERE}/wide", max_concurrency=100)
+    assert (await post_routestripe(client, [visit_event() for _ in range(4)])).status_code == 200
+    shares = WorkerShares(slots={}, default=100, strangers=100)
+    async with session_factory() as first, session_factory() as second:
+        # The first session stays open, never committed: its claim is committed anyway...
+        taken = await claim_in(first, "first", limit=2, shares=shares)
+        assert len(taken.deliveries) == 2
+        # ...and the lock is free: a claim in another session neither waits nor retakes them.
+        async with asyncio.timeout(10):
+            rest = await claim_in(second, "second", limit=100, shares=shares)
+        assert {item.id for item in rest.deliveries}.isdisjoint(
+            item.id for item in taken.deliveries
+        )
+        assert len(rest.deliveries) == 2
+    # Another writer that takes the claim's lock is not kept waiting either.
+    async with session_factory() as session, asyncio.timeout(10):
+        await session.execute(CLAIM_LOCK)
+        await session.commit()
+
+
+async def claim_in(
+    session: AsyncSession, worker: str, *, limit: int, shares: WorkerShares
+) -> ClaimBatch:
+    return await outbox_claim(
+        session,
+        worker=worker,
+        limit=limit,
+        lease=timedelta(seconds=60),
+        probe_interval=timedelta(minutes=1),
+        shares=shares,
+    )
 
 
 async def tidy(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> None:

@@ -171,7 +171,7 @@ async def claim_now(
     probe_interval: timedelta = timedelta(minutes=1),
     answered: Collection[str] = (),
 ) -> ClaimBatch:
-    """One claim, committed, as a dispatcher named `worker` makes it."""
+    """One claim (it commits by itself), as a dispatcher named `worker` makes it."""
     async with session_factory() as session:
         batch = await claim(
             session,
@@ -182,7 +182,6 @@ async def claim_now(
             shares=shares,
             answered=answered,
         )
-        await session.commit()
     return batch
 
 

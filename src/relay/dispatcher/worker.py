@@ -177,7 +177,6 @@ class Dispatcher:
                 shares=self.shares.for_claim(),
                 answered=self.answered,
             )
-            await session.commit()
         if batch.next_token_in is not None:
             # A rate-limited subscription waits for its next token: claim again then.
             self._wake_at(self.clock() + timedelta(seconds=batch.next_token_in))

@@ -1,9 +1,18 @@
 """The claim: the one statement that hands due deliveries to a worker.
 
-Claims queue behind one transaction-level advisory lock, taken in its own statement so that
-the claim's snapshot, taken after it, sees every lease the previous claim committed: two
-workers never count the same free slot or spend the same token. Every other write that must
-not interleave with a claim (releasing held deliveries) takes the same lock.
+Claims queue behind one transaction-level advisory lock, and the claim reads only after it has
+the lock, so that it sees every lease the previous claim committed: two workers never count the
+same free slot or spend the same token. Every other write that must not interleave with a claim
+(releasing held deliveries) takes the same lock.
+
+The lock and the claim run as one call of a PL/pgSQL function, in a transaction of its own, so
+the lock is held for the claim's execution alone: not across the round trips to the worker and
+back (the lock's statement answered, the claim sent, its rows read, the commit sent), each a
+wait on the worker's event loop, busy with hundreds of requests, before it runs on. Each
+statement of a volatile function reads a snapshot of its own, so the claim's is taken after
+the lock. The function is a temporary one, created from this module's text on each database
+connection the first time it claims: the claim's SQL has one home, here, and a relay of
+another version on the same database runs its own.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relay.core.crypto import EncryptedJSON, EncryptedText
 from relay.outbox.states import Liveness, liveness_sql
 
-CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('relay.claim'))")
+CLAIM_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('relay.claim'))"
+CLAIM_LOCK = text(CLAIM_LOCK_SQL)
 
 # A claim looks at this many due rows at least, however few it may lease: the ones over their
 # subscription's room are parked on the way, so a due backlog of saturated subscriptions (many
@@ -41,10 +51,10 @@ IN_SUBJECT_ORDER = """
     ))
 """
 
-# One statement, timed by statement_timestamp(): the claim's own start, after the lock wait
-# (now() is the transaction's start, before it). The candidates are the oldest due rows nobody
-# holds (rows another worker is claiming right now are skipped) and the parked rows of
-# subscriptions that have room again.
+# One statement, timed by statement_timestamp(): the start of the call of the claim function
+# (the lock wait included, as the lock is taken inside it), the same for every row it writes.
+# The candidates are the oldest due rows nobody holds (rows another worker is claiming right
+# now are skipped) and the parked rows of subscriptions that have room again.
 #
 # A subscription's room is the least of: its max_concurrency less what any worker holds for
 # it (less this worker's deliveries whose request was answered: they stay leased until their
@@ -60,8 +70,7 @@ IN_SUBJECT_ORDER = """
 # died). Candidates beyond room are parked: out of the due index until their subscription has
 # room, and no longer anyone's lease. The throttle rows keep the parked flag and the spent
 # tokens. The event and subscription come back in the same round trip.
-_CLAIM = text(
-    f"""
+_CLAIM_QUERY = f"""
     WITH due AS (
         SELECT candidate.id, candidate.subscription_id, candidate.next_attempt_at
         FROM deliveries AS candidate
@@ -71,7 +80,7 @@ _CLAIM = text(
           AND candidate.next_attempt_at <= statement_timestamp()
           AND {IN_SUBJECT_ORDER.format(row="candidate")}
         ORDER BY candidate.next_attempt_at
-        LIMIT :scan
+        LIMIT p_scan
         FOR UPDATE OF candidate SKIP LOCKED
     ),
     throttled AS (
@@ -81,15 +90,15 @@ _CLAIM = text(
         -- every claim.
         SELECT subscription_id FROM subscription_throttles
         WHERE (parked
-               OR lowered_at > statement_timestamp() - make_interval(secs => :lowered_watch))
-          AND subscription_id <> ALL(CAST(:full_ids AS text[]))
+               OR lowered_at > statement_timestamp() - make_interval(secs => p_lowered_watch))
+          AND subscription_id <> ALL(p_full_ids)
     ),
     looked_at AS (
         SELECT s.id AS subscription_id, s.max_concurrency,
                s.rate_limit_per_second AS rate,
                coalesce(t.parked, false) AS was_parked,
                coalesce(t.parked OR t.lowered_at > statement_timestamp()
-                                     - make_interval(secs => :lowered_watch), false) AS watched,
+                                     - make_interval(secs => p_lowered_watch), false) AS watched,
                t.tokens AS stored_tokens, t.refilled_at,
                {liveness_sql("s")} AS liveness,
                coalesce(s.breaker_open_until > statement_timestamp(), false) AS breaker_shut
@@ -109,13 +118,13 @@ _CLAIM = text(
                     -- least() passes over NULLs: no rate limit, no probe, no share of ours.
                     ELSE greatest(least(
                         l.max_concurrency - in_flight.leased,
-                        coalesce(share.slots, :default_room),
+                        coalesce(share.slots, p_default_room),
                         CASE WHEN l.liveness = '{Liveness.DEGRADED.value}' THEN 1 END,
                         floor(bucket.tokens)::integer
                     ), 0)
                END AS slots
         FROM looked_at AS l
-        LEFT JOIN unnest(CAST(:share_ids AS text[]), CAST(:share_slots AS integer[]))
+        LEFT JOIN unnest(p_share_ids, p_share_slots)
             AS share(subscription_id, slots) ON share.subscription_id = l.subscription_id
         CROSS JOIN LATERAL (
             SELECT count(*)::integer AS leased
@@ -124,8 +133,8 @@ _CLAIM = text(
               AND held_now.locked_by IS NOT NULL
               AND held_now.status = 'pending'
               AND held_now.locked_until > statement_timestamp()
-              AND NOT (held_now.locked_by = :worker
-                       AND held_now.id = ANY(CAST(:answered_ids AS text[])))
+              AND NOT (held_now.locked_by = p_worker
+                       AND held_now.id = ANY(p_answered_ids))
         ) AS in_flight
         CROSS JOIN LATERAL (
             SELECT CASE WHEN l.rate IS NULL THEN NULL
@@ -186,15 +195,15 @@ _CLAIM = text(
             WHERE ranked.place <= room.slots
         ) AS fitting
         -- Subscriptions this worker has not seen answer yet are taken a few at a time.
-        WHERE NOT fitting.stranger OR fitting.arrival <= :strangers
+        WHERE NOT fitting.stranger OR fitting.arrival <= p_strangers
         ORDER BY fitting.next_attempt_at
-        LIMIT :limit
+        LIMIT p_limit
     ),
     leased AS (
         UPDATE deliveries AS d
-        SET locked_by = :worker,
-            locked_until = statement_timestamp() + make_interval(secs => :lease_seconds),
-            next_attempt_at = statement_timestamp() + make_interval(secs => :lease_seconds),
+        SET locked_by = p_worker,
+            locked_until = statement_timestamp() + make_interval(secs => p_lease_seconds),
+            next_attempt_at = statement_timestamp() + make_interval(secs => p_lease_seconds),
             parked = false,
             updated_at = statement_timestamp()
         FROM picked
@@ -211,7 +220,7 @@ _CLAIM = text(
     ),
     probed AS (
         UPDATE subscriptions AS s
-        SET breaker_open_until = statement_timestamp() + make_interval(secs => :probe_seconds)
+        SET breaker_open_until = statement_timestamp() + make_interval(secs => p_probe_seconds)
         FROM room
         WHERE s.id = room.subscription_id AND room.probing
           AND EXISTS (SELECT 1 FROM leased WHERE leased.subscription_id = room.subscription_id)
@@ -262,8 +271,43 @@ _CLAIM = text(
         JOIN subscriptions AS s ON s.id = leased.subscription_id
         JOIN looked_at AS l ON l.subscription_id = leased.subscription_id
     ) AS claimed ON true
-    """,  # noqa: S608 (formatted only with the module's own constants)
+"""  # noqa: S608 (formatted only with the module's own constants)
+
+
+# RETURN QUERY checks the query's columns against these types exactly (varchar is not text).
+# `use_column`: an unqualified name in the query is a column, never one of these OUT names.
+_CREATE_FUNCTION = text(
+    f"""
+    CREATE OR REPLACE FUNCTION pg_temp.relay_claim(
+        p_worker text, p_limit bigint, p_scan bigint, p_lease_seconds float8,
+        p_probe_seconds float8, p_share_ids text[], p_share_slots integer[], p_full_ids text[],
+        p_default_room integer, p_lowered_watch float8, p_strangers bigint,
+        p_answered_ids text[]
+    ) RETURNS TABLE (
+        id varchar, event_id varchar, subscription_id varchar, attempts integer,
+        created_at timestamptz, event_type varchar, envelope text,
+        event_received_at timestamptz, source varchar, url text, headers jsonb, secret text,
+        previous_secret text, previous_secret_expires_at timestamptz, retry_schedule float8[],
+        max_concurrency integer, state_reason text, liveness text, parked_now integer,
+        held_now integer, next_token_in float8
+    ) LANGUAGE plpgsql VOLATILE AS $claim$
+    #variable_conflict use_column
+    BEGIN
+        {CLAIM_LOCK_SQL.replace("SELECT", "PERFORM", 1)};
+        RETURN QUERY {_CLAIM_QUERY};
+    END
+    $claim$
+    """
+)
+
+_CALL = text(
+    "SELECT * FROM pg_temp.relay_claim(:worker, :limit, :scan, :lease_seconds, :probe_seconds, "
+    ":share_ids, :share_slots, :full_ids, :default_room, :lowered_watch, :strangers, "
+    ":answered_ids)"
 ).columns(secret=EncryptedText(), previous_secret=EncryptedText(), headers=EncryptedJSON())
+
+# Set in a connection's info once it has the claim function (temporary: its session's own).
+_HAS_FUNCTION = "relay_claim_function"
 
 _SUMMARY = frozenset({"parked_now", "held_now", "next_token_in"})
 
@@ -327,10 +371,17 @@ async def claim(
     workers and this worker's shares, parks those of the oldest due rows that are over them,
     and holds those of paused or failing subscriptions. `answered` are the ids of this
     worker's leased deliveries whose request has been answered, their outcome not yet
-    written. The caller commits at once: that ends the claim lock."""
-    await session.execute(CLAIM_LOCK)
+    written.
+
+    The claim commits by itself, in a transaction of its own: `session` must not have begun
+    one."""
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    info = (await connection.get_raw_connection()).info
+    if not info.get(_HAS_FUNCTION):
+        await session.execute(_CREATE_FUNCTION)
+        info[_HAS_FUNCTION] = True
     result = await session.execute(
-        _CLAIM,
+        _CALL,
         {
             "worker": worker,
             "limit": limit,
