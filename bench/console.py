@@ -77,7 +77,8 @@ INSERT INTO deliveries (id, event_id, subscription_id, status, held, attempts, n
                         event_timestamp)
 SELECT bench_ulid('dlv', at, g), bench_ulid('evt', ev_at, e),
        'sub_01BENCH' || lpad((g % $3::int)::text, 19, '0'),
-       CASE WHEN g % 50 = 0 THEN 'failed' ELSE 'succeeded' END, false, 1, at, at, at, at,
+       CASE WHEN g % 50 = 0 THEN 'failed' ELSE 'succeeded' END, false, 1, at, at, at,
+       at + interval '40 milliseconds',
        CASE WHEN g % 50 = 0 THEN 500 ELSE 200 END, false, at
 FROM generate_series(1, $1::int) AS g,
      LATERAL (SELECT 1 + (g - 1) / ($1::int / $4::int)) AS ev(e),

@@ -15,7 +15,17 @@ from tests.support.console import ConsolePage, create_key, create_source, post_w
 from tests.support.relay import visit_event
 from tests.support.subscriber import Answer, Subscriber, eventually
 
-ACTION_BUTTONS = ("Retry", "Replay", "Recover", "Pause", "Resume", "Send test", "Rotate secret")
+ACTION_BUTTONS = (
+    "Retry",
+    "Replay",
+    "Recover",
+    "Pause",
+    "Resume",
+    "Send test",
+    "Rotate secret",
+    "Save",
+    "Delete",
+)
 
 
 async def test_sign_in_sign_out_and_a_wrong_token(console: Callable[..., Any]) -> None:
@@ -51,7 +61,7 @@ async def test_a_read_key_sees_everything_and_no_action_button(
     api: httpx.AsyncClient, console: Callable[..., Any], subscriber: Subscriber
 ) -> None:
     subscriber.script("/hook", Answer(500))
-    await create_source(api)
+    source = await create_source(api)
     created = await api.post(
         "/v1/subscriptions", json={"url": subscriber.url("/hook"), "retry_schedule": [1]}
     )
@@ -68,15 +78,21 @@ async def test_a_read_key_sees_everything_and_no_action_button(
         f"/console/deliveries/{delivery['id']}",
         f"/console/subscriptions/{subscription['id']}",
         f"/console/events/{event['id']}",
+        f"/console/sources/{source['id']}",
     ):
         await tab.goto(path)
-        assert subscription["id"] in await tab.page.content()
+        shown = source["slug"] if path.startswith("/console/sources/") else subscription["id"]
+        assert shown in await tab.page.content()
         for name in ACTION_BUTTONS:
             assert (
                 await tab.page.get_by_role("button", name=name, include_hidden=True).count() == 0
             ), (path, name)
         assert (
-            await tab.page.locator("form[action*='/retry'], form[action*='/recover']").count() == 0
+            await tab.page.locator(
+                "form[action*='/retry'], form[action*='/recover'], form[action*='/delete'], "
+                "form[action*='/edit']"
+            ).count()
+            == 0
         )
     assert tab.errors == []
 
@@ -84,7 +100,7 @@ async def test_a_read_key_sees_everything_and_no_action_button(
 async def test_an_ops_key_sees_retry_and_recover_but_not_pause(
     api: httpx.AsyncClient, console: Callable[..., Any], subscriber: Subscriber
 ) -> None:
-    await create_source(api)
+    source = await create_source(api)
     created = await api.post("/v1/subscriptions", json={"url": subscriber.url("/hook")})
     subscription = created.json()
     key = await create_key(api, "ops")
@@ -95,6 +111,14 @@ async def test_an_ops_key_sees_retry_and_recover_but_not_pause(
     assert await tab.page.get_by_role("button", name="Recover", include_hidden=True).count() == 1
     assert await tab.page.get_by_role("button", name="Pause", include_hidden=True).count() == 0
     assert await tab.page.get_by_role("button", name="Rotate secret").count() == 0
+    for path in (
+        f"/console/subscriptions/{subscription['id']}",
+        f"/console/sources/{source['id']}",
+    ):
+        await tab.goto(path)
+        for name in ("Delete", "Save"):
+            buttons = tab.page.get_by_role("button", name=name, include_hidden=True)
+            assert await buttons.count() == 0, (path, name)
 
 
 async def test_a_revoked_keys_session_ends_at_its_next_request(

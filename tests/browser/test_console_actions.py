@@ -261,3 +261,183 @@ async def test_admin_creates_a_source_rotates_its_credentials_and_creates_a_subs
     assert made["secret"].endswith(secret[-4:])
     assert made["secret"] != secret, "the API shows it masked; only that answer showed it whole"
     assert tab.errors == []
+
+
+async def test_admin_edits_every_setting_of_a_subscription_and_a_refused_edit_says_why(
+    api: httpx.AsyncClient, console: Callable[..., Any], subscriber: Subscriber
+) -> None:
+    source = await create_source(api)
+    subscription = (
+        await api.post(
+            "/v1/subscriptions",
+            json={"url": subscriber.url("/before"), "headers": {"X-Partner-Cred": "kept-secret"}},
+        )
+    ).json()
+    tab: ConsolePage = await console()
+    await tab.sign_in(ADMIN_TOKEN)
+    await tab.goto(f"/console/subscriptions/{subscription['id']}")
+    await tab.page.get_by_text("Edit", exact=True).click()
+    form = tab.page.locator("form[action$='/edit']")
+
+    async def fill(**fields: str) -> None:
+        for name, value in fields.items():
+            await form.locator(f"[name={name}]").fill(value)
+
+    # A refused edit is answered on the form, as it was sent, with the reason: nothing saved.
+    await fill(description="typed before the mistake", max_concurrency="0")
+    await form.get_by_role("button", name="Save").click()
+    await expect(tab.page.locator("#edit-error")).to_contain_text("max_concurrency")
+    assert await form.locator("[name=description]").input_value() == "typed before the mistake"
+    assert "Traceback" not in await tab.page.content()
+    await tab.screenshot("subscription-edit-refused")
+    await fill(max_concurrency="10", source_ids="no-such-source")
+    await form.get_by_role("button", name="Save").click()
+    await expect(tab.page.locator("#edit-error")).to_contain_text("no-such-source")
+    assert (await api.get(f"/v1/subscriptions/{subscription['id']}")).json()["description"] == ""
+
+    headers = await form.locator("[name=headers]").input_value()
+    assert "kept-secret" not in headers, "header values are shown masked"
+    await fill(
+        url=subscriber.url("/after"),
+        event_types="order.*, route.completed",
+        source_ids="rs",
+        filter='{"data.status": "delivered"}',
+        headers=headers + "\nX-Extra: one",
+        description="edited in the console",
+        max_concurrency="3",
+        rate_limit_per_second="2.5",
+        retry_schedule="5, 30",
+    )
+    await form.locator("[name=vendor-routestripe]").check()
+    await form.locator("[name=ordered]").check()
+    await form.get_by_role("button", name="Save").click()
+    await expect(tab.page.locator(".notice")).to_contain_text("Saved")
+
+    saved = (await api.get(f"/v1/subscriptions/{subscription['id']}")).json()
+    assert {key: saved[key] for key in _EDITED} == {
+        "url": subscriber.url("/after"),
+        "event_types": ["order.*", "route.completed"],
+        "vendors": ["routestripe"],
+        "source_ids": [source["id"]],
+        "filter": {"data.status": "delivered"},
+        "description": "edited in the console",
+        "ordered": True,
+        "max_concurrency": 3,
+        "rate_limit_per_second": 2.5,
+        "retry_schedule": [5.0, 30.0],
+    }
+    assert sorted(saved["headers"]) == ["X-Extra", "X-Partner-Cred"]
+    assert saved["active"] is True
+    # The masked value sent back kept the stored one: the subscriber gets it.
+    subscriber.script("/after", then=Answer(200))
+    await tab.page.get_by_role("button", name="Send test").click()
+    await expect(tab.page.locator(".notice")).to_contain_text("answered 200")
+    [ping] = subscriber.on("/after")
+    assert ping.headers["x-partner-cred"] == "kept-secret"
+    assert ping.headers["x-extra"] == "one"
+
+    # Saved again unchanged, nothing moves; emptied, the optional settings go back to none.
+    await tab.page.get_by_text("Edit", exact=True).click()
+    await form.get_by_role("button", name="Save").click()
+    await expect(tab.page.locator(".notice")).to_contain_text("Saved")
+    again = (await api.get(f"/v1/subscriptions/{subscription['id']}")).json()
+    assert again | {"updated_at": saved["updated_at"]} == saved
+    await tab.page.get_by_text("Edit", exact=True).click()
+    await fill(source_ids="", filter="", headers="", rate_limit_per_second="", retry_schedule="")
+    await form.locator("[name=vendor-routestripe]").uncheck()
+    await form.locator("[name=ordered]").uncheck()
+    await form.get_by_role("button", name="Save").click()
+    await expect(tab.page.locator(".notice")).to_contain_text("Saved")
+    cleared = (await api.get(f"/v1/subscriptions/{subscription['id']}")).json()
+    assert {
+        key: cleared[key]
+        for key in ("vendors", "source_ids", "filter", "headers", "ordered", "retry_schedule")
+    } == {
+        "vendors": None,
+        "source_ids": None,
+        "filter": None,
+        "headers": {},
+        "ordered": False,
+        "retry_schedule": None,
+    }
+    assert cleared["rate_limit_per_second"] is None
+    assert tab.errors == []
+
+
+_EDITED = (
+    "url",
+    "event_types",
+    "vendors",
+    "source_ids",
+    "filter",
+    "description",
+    "ordered",
+    "max_concurrency",
+    "rate_limit_per_second",
+    "retry_schedule",
+)
+
+
+async def test_admin_edits_every_setting_of_a_source_and_a_refused_edit_says_why(
+    api: httpx.AsyncClient, console: Callable[..., Any]
+) -> None:
+    source = await create_source(api)
+    tab: ConsolePage = await console()
+    await tab.sign_in(ADMIN_TOKEN)
+    await tab.goto(f"/console/sources/{source['id']}")
+    await tab.page.get_by_text("Edit", exact=True).click()
+    form = tab.page.locator("form[action$='/edit']")
+    await form.locator("[name=description]").fill("Dutch fleet")
+    await form.locator("[name=type_map]").fill('{"visit.rescheduled": "Not A Type"}')
+    await form.get_by_role("button", name="Save").click()
+    await expect(tab.page.locator("#edit-error")).to_contain_text("not a unified type")
+    assert await form.locator("[name=description]").input_value() == "Dutch fleet"
+    assert (await api.get(f"/v1/sources/{source['id']}")).json()["description"] == ""
+
+    await form.locator("[name=type_map]").fill('{"visit.rescheduled": "order.updated"}')
+    await form.locator("[name=event_id_pointer]").fill("/id")
+    await form.locator("[name=entity_id_pointer]").fill("/object/id")
+    await form.locator("[name=rate_limit_per_second]").fill("5")
+    await form.locator("[name=active]").uncheck()
+    await form.get_by_role("button", name="Save").click()
+    await expect(tab.page.locator(".notice")).to_contain_text("Saved")
+    saved = (await api.get(f"/v1/sources/{source['id']}")).json()
+    assert saved["description"] == "Dutch fleet"
+    assert saved["active"] is False
+    assert saved["rate_limit_per_second"] == 5
+    assert saved["mapping"] == {
+        "event_name_pointer": None,
+        "event_id_pointer": "/id",
+        "entity_id_pointer": "/object/id",
+        "event_time_pointer": None,
+        "type_map": {"visit.rescheduled": "order.updated"},
+    }
+    assert saved["verification"] == source["verification"], "credentials are rotated apart"
+    assert tab.errors == []
+
+
+async def test_admin_deletes_a_subscription_and_a_source_after_confirming(
+    api: httpx.AsyncClient, console: Callable[..., Any], subscriber: Subscriber
+) -> None:
+    source = await create_source(api)
+    subscription = (await api.post("/v1/subscriptions", json={"url": subscriber.url("/d")})).json()
+    tab: ConsolePage = await console()
+    await tab.sign_in(ADMIN_TOKEN)
+    await tab.goto(f"/console/subscriptions/{subscription['id']}")
+    delete = tab.page.get_by_role("button", name=f"Delete subscription {subscription['id']}")
+    # Behind a second step, with no script: the button shows once its section is opened.
+    await expect(delete).to_be_hidden()
+    await tab.page.get_by_text("Delete this subscription").click()
+    await delete.click()
+    await tab.page.wait_for_url(tab.base_url + "/console/subscriptions")
+    await expect(tab.page.locator(".notice")).to_contain_text("deleted")
+    assert await tab.page.locator("table").get_by_text(subscription["id"]).count() == 0
+    assert (await api.get(f"/v1/subscriptions/{subscription['id']}")).status_code == 404
+
+    await tab.goto(f"/console/sources/{source['id']}")
+    await tab.page.get_by_text("Delete this source").click()
+    await tab.page.get_by_role("button", name="Delete source rs").click()
+    await tab.page.wait_for_url(tab.base_url + "/console/sources")
+    await expect(tab.page.locator(".notice")).to_contain_text("Source rs deleted")
+    assert (await api.get(f"/v1/sources/{source['id']}")).status_code == 404
+    assert tab.errors == []

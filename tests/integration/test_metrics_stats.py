@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from html import unescape
 from typing import Any
 
 import httpx
 import orjson
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
+from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relay.core.ids import new_id
 from relay.core.logging import configure_logging
 from relay.core.settings import Settings
 from tests.conftest import ADMIN_TOKEN
@@ -319,3 +323,165 @@ async def test_one_webhook_can_be_followed_through_the_logs_by_its_event_id(
     assert attempt["subscription_id"] == subscription_id
     assert attempt["delivery_id"].startswith("dlv_")
     assert attempt["outcome"] == "succeeded"
+
+
+# (subscription, minutes ago created, status, latency ms when succeeded)
+_SEEDED: list[tuple[str, int, str, int | None]] = [
+    ("a", 10, "succeeded", 100),
+    ("a", 20, "succeeded", 300),
+    ("a", 30, "succeeded", 200),
+    ("a", 40, "failed", None),
+    ("a", 50, "pending", None),
+    ("a", 180, "succeeded", 5000),
+    ("a", 200, "succeeded", 1000),
+    ("a", 220, "failed", None),
+    # Older than a day: in neither window.
+    ("a", 2 * 1440, "succeeded", 7),
+    ("b", 5, "succeeded", 50),
+    ("b", 600, "pending", None),
+]
+
+
+async def _seed_deliveries(
+    session_factory: async_sessionmaker[AsyncSession], source_id: str, subscriptions: dict[str, str]
+) -> None:
+    """Deliveries written as the outbox leaves them, each with its own event, at known times."""
+    now = datetime.now(UTC)
+    async with session_factory() as session:
+        for name, minutes_ago, status, latency in _SEEDED:
+            created = now - timedelta(minutes=minutes_ago)
+            event_id, delivery_id = new_id("evt"), new_id("dlv")
+            await session.execute(
+                text(
+                    "INSERT INTO events (id, source_id, type, vendor, vendor_event_name, "
+                    "subject_kind, occurred_at, received_at, envelope) VALUES (:id, :source, "
+                    "'order.completed', 'routestripe', 'visit.updated', 'order', :at, :at, '{}')"
+                ).bindparams(bindparam("at", type_=DateTime(timezone=True))),
+                {"id": event_id, "source": source_id, "at": created},
+            )
+            # A failure is recorded a minute after creation: its latency must not count.
+            completed = (
+                None
+                if status == "pending"
+                else created + timedelta(milliseconds=60_000 if latency is None else latency)
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, "
+                    "next_attempt_at, event_timestamp, created_at, updated_at, completed_at) "
+                    "VALUES (:id, :event, :subscription, :status, 1, :created, :created, "
+                    ":created, :created, :completed)"
+                ).bindparams(
+                    bindparam("created", type_=DateTime(timezone=True)),
+                    bindparam("completed", type_=DateTime(timezone=True)),
+                ),
+                {
+                    "id": delivery_id,
+                    "event": event_id,
+                    "subscription": subscriptions[name],
+                    "status": status,
+                    "created": created,
+                    "completed": completed,
+                },
+            )
+        await session.commit()
+
+
+def _figures(html: str, heading: str) -> dict[str, str]:
+    """The overview's figures under one heading, by label."""
+    section = html.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
+    return {
+        label: unescape(value).replace("\u2009", "")
+        for label, value in re.findall(r"<dt>([^<]+)</dt><dd[^>]*>([^<]+)</dd>", section)
+    }
+
+
+async def _sign_in(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    form = await http.get("/console/login")
+    found = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert found is not None, form.text[:500]
+    return await http.post("/console/login", data={"token": token, "csrf": found.group(1)})
+
+
+async def test_stats_and_the_console_overview_count_each_window_exactly(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    source = await create_routestripe_source(client)
+    subscriptions = {
+        name: await subscribe(client, f"http://127.0.0.1:9/{name}") for name in ("a", "b")
+    }
+    await _seed_deliveries(session_factory, source["id"], subscriptions)
+
+    stats = (await client.get("/v1/stats")).json()
+    by_id = {item["subscription_id"]: item for item in stats["subscriptions"]}
+    assert by_id[subscriptions["a"]]["last_hour"] == {
+        "received": 5,
+        "delivered": 3,
+        "failed": 1,
+        "pending": 1,
+        "latency_p50_ms": 200.0,
+        # percentile_cont: 99 % of the way from the 2nd to the 3rd of 100, 200, 300.
+        "latency_p99_ms": 298.0,
+    }
+    assert by_id[subscriptions["a"]]["last_day"] == {
+        "received": 8,
+        "delivered": 5,
+        "failed": 2,
+        "pending": 1,
+        "latency_p50_ms": 300.0,
+        "latency_p99_ms": 4840.0,
+    }
+    assert by_id[subscriptions["b"]]["last_day"] == {
+        "received": 2,
+        "delivered": 1,
+        "failed": 0,
+        "pending": 1,
+        "latency_p50_ms": 50.0,
+        "latency_p99_ms": 50.0,
+    }
+    assert by_id[subscriptions["b"]]["pending_now"] == 1
+    overall = stats["overall"]
+    assert overall["pending_now"] == 2
+    # Overall, received counts events: one for each delivery here.
+    assert {key: overall["last_hour"][key] for key in ("received", "delivered", "failed")} == {
+        "received": 6,
+        "delivered": 4,
+        "failed": 1,
+    }
+    assert overall["last_hour"]["latency_p50_ms"] == 150.0
+    assert {key: overall["last_day"][key] for key in ("received", "delivered", "failed")} == {
+        "received": 10,
+        "delivered": 6,
+        "failed": 2,
+    }
+    assert overall["last_day"]["pending"] == 2
+
+    assert (await _sign_in(client, ADMIN_TOKEN)).status_code == 303
+    page = await client.get("/console")
+    assert page.status_code == 200, page.text
+    assert _figures(page.text, "Last hour") == {
+        "Received": "6 events",
+        "Delivered": "4 deliveries",
+        "Failed": "1 deliveries",
+        "Pending": "1 deliveries",
+        "Latency p50": "150 ms",
+        "Latency p99": "297 ms",
+    }
+    assert _figures(page.text, "Last 24 hours") == {
+        "Received": "10 events",
+        "Delivered": "6 deliveries",
+        "Failed": "2 deliveries",
+        "Pending": "2 deliveries",
+        "Latency p50": "250 ms",
+        "Latency p99": "4.8 s",
+    }
+    # The chart counts the same deliveries, minute by minute.
+    legend = unescape(page.text.split('<p class="legend">', 1)[1].split("</p>", 1)[0])
+    words = re.sub(r"\s+", " ", legend)
+    assert "succeeded 6" in words
+    assert "failed 2" in words
+    assert "pending 2" in words
+    bars = re.findall(r'<rect class="(\w+)" x="(\d+)"[^>]*><title>(\d+) \w+</title>', page.text)
+    assert sorted((outcome, int(count)) for outcome, _, count in bars) == sorted(
+        [("succeeded", 1)] * 6 + [("failed", 1)] * 2 + [("pending", 1)] * 2
+    )

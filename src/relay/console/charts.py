@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from markupsafe import Markup
+
 from relay.stats.repository import MinuteCount
 
 HEIGHT = 100
@@ -30,6 +32,18 @@ class Chart:
     totals: dict[str, int]
     start: datetime
     end: datetime
+
+    def svg_bars(self) -> Markup:
+        """The bars as SVG elements. A day has up to 4,320 of them: written here in one pass
+        rather than by the template, whose escaping of every number cost more than the
+        overview's queries. Only numbers and the fixed outcome names go in."""
+        return Markup(  # noqa: S704 (numbers and the names in OUTCOMES only)
+            "".join(
+                f'<rect class="{bar.outcome}" x="{bar.x:d}" y="{bar.y:g}" width="1" '
+                f'height="{bar.height:g}"><title>{bar.count:d} {bar.outcome}</title></rect>'
+                for bar in self.bars
+            )
+        )
 
 
 def minute_chart(rows: list[MinuteCount], *, now: datetime, window: timedelta) -> Chart:

@@ -52,8 +52,9 @@ from relay.jobs.schemas import RecoverIn
 from relay.jobs.service import JobService
 from relay.observability.metrics import PendingBacklog
 from relay.observability.repository import MetricsRepository
+from relay.sources.models import Source
 from relay.sources.repository import SourceRepository
-from relay.sources.schemas import SourceCreate, SourceUpdate
+from relay.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from relay.sources.service import SourceService, validation_message
 from relay.sources.service import to_out as source_out
 from relay.stats.repository import MinuteCount
@@ -61,9 +62,10 @@ from relay.stats.schemas import StatsOut
 from relay.stats.service import StatsService
 from relay.subscriptions.destinations import DestinationChecker
 from relay.subscriptions.filters import FilterError, validate_filter
+from relay.subscriptions.models import Subscription
 from relay.subscriptions.repository import SubscriptionRepository
-from relay.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
-from relay.subscriptions.service import SubscriptionService
+from relay.subscriptions.schemas import SubscriptionCreate, SubscriptionOut, SubscriptionUpdate
+from relay.subscriptions.service import SubscriptionService, resolve_source_ids
 from relay.subscriptions.service import to_out as subscription_out
 from relay.vendors.registry import VENDORS
 
@@ -421,33 +423,110 @@ async def subscription_page(
     job: str | None = Query(None),
 ) -> Response:
     subscription = await _subscriptions(session, request).get(subscription_id)
+    followed: Job | None = await JobService(session).get(job) if job else None
+    return await _subscription_view(
+        request,
+        session,
+        viewer,
+        subscription,
+        errors_only=errors_only,
+        cursor=checked_cursor(cursor or None),
+        job=followed,
+    )
+
+
+async def _subscription_view(
+    request: Request,
+    session: AsyncSession,
+    viewer: Viewer,
+    subscription: Subscription,
+    *,
+    errors_only: bool = False,
+    cursor: str | None = None,
+    job: Job | None = None,
+    edit: dict[str, str] | None = None,
+    edit_error: str | None = None,
+) -> Response:
+    """A subscription's page; after a refused edit, with the form open as it was sent and
+    the reason beside it. That answer is a 200: the page is what the browser was asked for,
+    and a 4xx would be logged as an error in its console."""
     now = _now()
     attempts = await DeliveryService(session).subscription_attempts(
-        subscription_id, errors_only=errors_only, limit=PAGE, cursor=checked_cursor(cursor or None)
+        subscription.id, errors_only=errors_only, limit=PAGE, cursor=cursor
     )
-    row = await StatsService(session).subscription(subscription_id, now=now)
+    row = await StatsService(session).subscription(subscription.id, now=now)
     backlog = {b.subscription_id: b for b in await MetricsRepository(session).backlog(now=now)}
-    followed: Job | None = await JobService(session).get(job) if job else None
+    out = subscription_out(subscription)
     return render(
         request,
         "subscription.html",
         viewer,
         {
             "title": f"Subscription {subscription.id}",
-            "subscription": subscription_out(subscription),
+            "subscription": out,
             "liveness": subscription.liveness.value,
             "stats": row,
-            "backlog": backlog.get(subscription_id),
+            "backlog": backlog.get(subscription.id),
             "attempts": attempts,
             "errors_only": errors_only,
             "next_cursor": _next_cursor(attempts),
-            "job": followed,
+            "job": job,
             "windows": WINDOWS,
-            "filter_json": orjson.dumps(subscription.filter, option=orjson.OPT_INDENT_2).decode()
-            if subscription.filter
-            else "",
+            "vendors": sorted(VENDORS),
+            "edit": edit if edit is not None else _subscription_fields(out),
+            "edit_error": edit_error,
         },
     )
+
+
+def _subscription_fields(subscription: SubscriptionOut) -> dict[str, str]:
+    """The edit form's fields as the subscription has them now (header values masked, as the
+    API shows them: sent back unchanged, they keep the stored value)."""
+    fields = {
+        "url": subscription.url,
+        "event_types": ", ".join(subscription.event_types),
+        "source_ids": ", ".join(subscription.source_ids or []),
+        "filter": orjson.dumps(subscription.filter, option=orjson.OPT_INDENT_2).decode()
+        if subscription.filter
+        else "",
+        "headers": "\n".join(f"{name}: {value}" for name, value in subscription.headers.items()),
+        "description": subscription.description,
+        "max_concurrency": str(subscription.max_concurrency),
+        "rate_limit_per_second": _number(subscription.rate_limit_per_second),
+        "retry_schedule": ", ".join(_number(delay) for delay in subscription.retry_schedule or []),
+    }
+    if subscription.ordered:
+        fields["ordered"] = "on"
+    for vendor in subscription.vendors or []:
+        fields[f"vendor-{vendor}"] = "on"
+    return fields
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _numbers(field: str, text: str) -> list[float] | None:
+    if not text.strip():
+        return None
+    try:
+        return [float(part) for part in _listed(text)]
+    except ValueError as exc:
+        raise Invalid(f"{field}: give numbers of seconds separated by commas") from exc
+
+
+def _headers(text: str) -> dict[str, str]:
+    headers = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise Invalid(f"headers: line {number}: write each header as Name: value")
+        headers[name.strip()] = value.strip()
+    return headers
 
 
 async def _update_subscription(
@@ -491,22 +570,56 @@ async def _set_active(
 async def edit_subscription(
     subscription_id: str, request: Request, session: DbSession, viewer: SignedIn
 ) -> Response:
+    """Every setting PATCH /v1/subscriptions/{id} takes but `active`, which the Pause and
+    Resume buttons set: a form sending it each time would close an open breaker on every
+    save, as a resume does."""
     form = await checked_form(request, viewer)
     _require(viewer, "edit_subscription")
-    response = _back(f"/console/subscriptions/{subscription_id}")
     try:
-        spec = containment("filter", form.get("filter", ""))
-        update = SubscriptionUpdate(
-            url=form.get("url") or None,
+        update = _payload(
+            SubscriptionUpdate,
+            url=form.get("url", "").strip() or None,
             event_types=_listed(form.get("event_types", "")) or None,
+            vendors=[vendor for vendor in sorted(VENDORS) if form.get(f"vendor-{vendor}")] or None,
+            source_ids=await resolve_source_ids(session, _listed(form.get("source_ids", "")))
+            or None,
+            filter=containment("filter", form.get("filter", "")),
+            headers=_headers(form.get("headers", "")),
             description=form.get("description", ""),
-            filter=spec,
+            ordered=form.get("ordered") == "on",
+            max_concurrency=form.get("max_concurrency", "").strip() or None,
+            rate_limit_per_second=form.get("rate_limit_per_second", "").strip() or None,
+            retry_schedule=_numbers("retry_schedule", form.get("retry_schedule", "")),
         )
         await _update_subscription(request, session, subscription_id, update)
     except RelayError as exc:
-        flash(request, response, "error", exc.message)
-        return response
+        # What the service changed before it refused is not kept, nor shown.
+        await session.rollback()
+        subscription = await _subscriptions(session, request).get(subscription_id)
+        return await _subscription_view(
+            request, session, viewer, subscription, edit=form, edit_error=exc.message
+        )
+    response = _back(f"/console/subscriptions/{subscription_id}")
     flash(request, response, "ok", "Saved.")
+    return response
+
+
+@router.post("/subscriptions/{subscription_id}/delete")
+async def delete_subscription(
+    subscription_id: str, request: Request, session: DbSession, viewer: SignedIn
+) -> Response:
+    await checked_form(request, viewer)
+    _require(viewer, "delete_subscription")
+    await _subscriptions(session, request).delete(subscription_id, now=_now())
+    await session.commit()
+    response = _back("/console/subscriptions")
+    flash(
+        request,
+        response,
+        "ok",
+        f"Subscription {subscription_id} deleted: its pending deliveries failed, its history "
+        "is kept.",
+    )
     return response
 
 
@@ -746,6 +859,20 @@ async def source_page(
     source_id: str, request: Request, session: DbSession, viewer: SignedIn
 ) -> Response:
     source = await SourceService(SourceRepository(session)).get(source_id)
+    return await _source_view(request, session, viewer, source)
+
+
+async def _source_view(
+    request: Request,
+    session: AsyncSession,
+    viewer: Viewer,
+    source: Source,
+    *,
+    edit: dict[str, str] | None = None,
+    edit_error: str | None = None,
+) -> Response:
+    """A source's page; after a refused edit, with the form open as it was sent and the
+    reason beside it (a 200, as for a subscription)."""
     requests_ = await RequestLogRepository(session).list(
         source=source.id, verdict=None, limit=20, cursor=None
     )
@@ -761,8 +888,29 @@ async def source_page(
                 out.verification, option=orjson.OPT_INDENT_2
             ).decode(),
             "requests": requests_,
+            "edit": edit if edit is not None else _source_fields(out),
+            "edit_error": edit_error,
         },
     )
+
+
+_POINTERS = ("event_name_pointer", "event_id_pointer", "entity_id_pointer", "event_time_pointer")
+
+
+def _source_fields(source: SourceOut) -> dict[str, str]:
+    """The edit form's fields as the source has them now."""
+    mapping = source.mapping
+    fields = {
+        "description": source.description,
+        "rate_limit_per_second": _number(source.rate_limit_per_second),
+        **{pointer: getattr(mapping, pointer) or "" for pointer in _POINTERS},
+        "type_map": orjson.dumps(mapping.type_map, option=orjson.OPT_INDENT_2).decode()
+        if mapping.type_map
+        else "",
+    }
+    if source.active:
+        fields["active"] = "on"
+    return fields
 
 
 @router.post("/sources")
@@ -794,23 +942,55 @@ async def create_source(request: Request, session: DbSession, viewer: SignedIn) 
 async def edit_source(
     source_id: str, request: Request, session: DbSession, viewer: SignedIn
 ) -> Response:
+    """Every setting PATCH /v1/sources/{id} takes but the credentials, which the rotation form
+    sets (with how long the previous ones keep working)."""
     form = await checked_form(request, viewer)
     _require(viewer, "edit_source")
-    response = _back(f"/console/sources/{source_id}")
+    service = SourceService(SourceRepository(session))
     try:
-        rate = form.get("rate_limit_per_second", "").strip()
+        type_map = containment("type_map", form.get("type_map", "")) or {}
         payload = _payload(
             SourceUpdate,
             description=form.get("description", ""),
             active=form.get("active") == "on",
-            rate_limit_per_second=rate or None,
+            rate_limit_per_second=form.get("rate_limit_per_second", "").strip() or None,
+            mapping={
+                **{pointer: form.get(pointer, "").strip() or None for pointer in _POINTERS},
+                "type_map": type_map,
+            },
         )
-        await SourceService(SourceRepository(session)).update(source_id, payload, now=_now())
+        await service.update(source_id, payload, now=_now())
         await session.commit()
     except RelayError as exc:
-        flash(request, response, "error", exc.message)
-        return response
+        # What the service changed before it refused is not kept, nor shown.
+        await session.rollback()
+        source = await service.get(source_id)
+        return await _source_view(
+            request, session, viewer, source, edit=form, edit_error=exc.message
+        )
+    response = _back(f"/console/sources/{source_id}")
     flash(request, response, "ok", "Saved.")
+    return response
+
+
+@router.post("/sources/{source_id}/delete")
+async def delete_source(
+    source_id: str, request: Request, session: DbSession, viewer: SignedIn
+) -> Response:
+    await checked_form(request, viewer)
+    _require(viewer, "delete_source")
+    service = SourceService(SourceRepository(session))
+    slug = (await service.get(source_id)).slug
+    await service.delete(source_id)
+    await session.commit()
+    response = _back("/console/sources")
+    flash(
+        request,
+        response,
+        "ok",
+        f"Source {slug} deleted, with its events and their deliveries; /ingest/{slug} now "
+        "answers 404.",
+    )
     return response
 
 

@@ -52,8 +52,9 @@ class WindowStats(BaseModel):
     failed: int = Field(description="Of the window's deliveries, how many failed for good.")
     pending: int = Field(description="Of the window's deliveries, how many are still pending.")
     latency_p50_ms: float | None = Field(
-        description="Median time from the event's arrival to the subscriber's first 2xx, over "
-        "the window's succeeded deliveries; null when none succeeded."
+        description="Median time from a delivery's creation (the event's arrival; for a "
+        "replay, the replay) to its success being recorded, over the window's succeeded "
+        "deliveries; null when none succeeded."
     )
     latency_p99_ms: float | None = Field(description="99th percentile of the same.")
 

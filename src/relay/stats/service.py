@@ -49,7 +49,7 @@ class StatsService:
 
     async def day_counts(self, ids: Sequence[str], *, now: datetime) -> dict[str, dict[str, int]]:
         """Deliveries of each subscription created in the last 24 hours, by status: what a
-        list of subscriptions shows, without the latency that costs an attempt per row."""
+        list of subscriptions shows, without the latency percentiles it does not show."""
         return await self.repository.day_counts(ids, day_ago=now - timedelta(days=1))
 
     async def stats(self, *, now: datetime) -> StatsOut:

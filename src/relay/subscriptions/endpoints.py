@@ -7,13 +7,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from relay.apikeys.auth import require_admin
-from relay.core.errors import Invalid
 from relay.core.netguard import DestinationPolicy
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.core.settings import Settings
 from relay.db.session import DbSession
-from relay.sources.repository import SourceRepository
-from relay.sources.service import SourceService
 from relay.subscriptions.destinations import DestinationChecker
 from relay.subscriptions.repository import SubscriptionRepository
 from relay.subscriptions.schemas import (
@@ -23,7 +20,7 @@ from relay.subscriptions.schemas import (
     SubscriptionUpdate,
     TestDeliveryOut,
 )
-from relay.subscriptions.service import SubscriptionService, to_out
+from relay.subscriptions.service import SubscriptionService, resolve_source_ids, to_out
 
 router = APIRouter(
     prefix="/v1/subscriptions", tags=["subscriptions"], dependencies=[Depends(require_admin)]
@@ -38,28 +35,12 @@ def _service(session: DbSession, request: Request) -> SubscriptionService:
     )
 
 
-async def _source_ids(session: DbSession, names: list[str] | None) -> list[str] | None:
-    """Sources are named by id or slug here as everywhere; the subscription keeps their ids. An
-    id no source has is kept as it was before slugs were taken (a source deleted, or one made
-    later under a known id); a slug no source has is a typo, and a 422."""
-    if names is None:
-        return None
-    sources = SourceService(SourceRepository(session))
-    resolved = []
-    for name in names:
-        source = await sources.find(name)
-        if source is None and not name.startswith("src_"):
-            raise Invalid(f"source_ids: no source with id or slug '{name}'")
-        resolved.append(source.id if source is not None else name)
-    return resolved
-
-
 @router.post("", status_code=201, response_model=SubscriptionOut)
 async def create_subscription(
     payload: SubscriptionCreate, request: Request, session: DbSession
 ) -> SubscriptionOut:
     payload = payload.model_copy(
-        update={"source_ids": await _source_ids(session, payload.source_ids)}
+        update={"source_ids": await resolve_source_ids(session, payload.source_ids)}
     )
     subscription = await _service(session, request).create(payload)
     await session.commit()
@@ -94,7 +75,7 @@ async def update_subscription(
 ) -> SubscriptionOut:
     if payload.source_ids is not None:
         payload = payload.model_copy(
-            update={"source_ids": await _source_ids(session, payload.source_ids)}
+            update={"source_ids": await resolve_source_ids(session, payload.source_ids)}
         )
     service = _service(session, request)
     subscription = await service.update(subscription_id, payload, now=datetime.now(UTC))

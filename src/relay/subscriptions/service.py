@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from relay.core.errors import Invalid, NotFound
 from relay.core.ids import new_id
@@ -16,6 +17,8 @@ from relay.events.envelope import ping_envelope
 from relay.outbox import health, transitions
 from relay.outbox.retry import validate_schedule
 from relay.outbox.states import SubscriptionState
+from relay.sources.repository import SourceRepository
+from relay.sources.service import SourceService
 from relay.subscriptions.destinations import DestinationChecker, validate_headers
 from relay.subscriptions.filters import FilterError, validate_event_types, validate_filter
 from relay.subscriptions.models import Subscription
@@ -41,6 +44,22 @@ def _kept_values(stored: dict[str, str], incoming: dict[str, str]) -> dict[str, 
         name: stored[name] if name in stored and value == masked(stored[name]) else value
         for name, value in incoming.items()
     }
+
+
+async def resolve_source_ids(session: AsyncSession, names: list[str] | None) -> list[str] | None:
+    """Sources are named by id or slug here as everywhere; the subscription keeps their ids. An
+    id no source has is kept as it was before slugs were taken (a source deleted, or one made
+    later under a known id); a slug no source has is a typo, and a 422."""
+    if names is None:
+        return None
+    sources = SourceService(SourceRepository(session))
+    resolved = []
+    for name in names:
+        source = await sources.find(name)
+        if source is None and not name.startswith("src_"):
+            raise Invalid(f"source_ids: no source with id or slug '{name}'")
+        resolved.append(source.id if source is not None else name)
+    return resolved
 
 
 def to_out(subscription: Subscription, *, reveal_secret: bool = False) -> SubscriptionOut:
