@@ -10,11 +10,15 @@ not from the address connected to.
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
+from typing import Any
 
 import httpcore
 import httpx
+from httpcore._utils import is_socket_readable
 
 from relay.core.netguard import DestinationPolicy, Resolver, checked_addresses, system_resolver
 
@@ -54,13 +58,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         failure: Exception | None = None
         for address in addresses:
             try:
-                return await self.inner.connect_tcp(
+                stream = await self.inner.connect_tcp(
                     str(address),
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return _PolledStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
@@ -76,6 +81,40 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
+
+
+class _PolledStream(httpcore.AsyncNetworkStream):
+    """A connection's stream that answers httpcore's question "has the server closed this
+    idle connection?", asked of every idle connection of a pool on every request, with one
+    poll of its socket. Through anyio, each answer first built a table of all of the socket's
+    attributes: a tenth of `relay serve`'s CPU at 100 deliveries/s."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self.inner = inner
+        self.socket: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self.inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self.inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        # The TLS stream runs over the same socket, which httpcore polls for TLS too.
+        return _PolledStream(await self.inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self.socket is not None:
+            return is_socket_readable(self.socket)
+        return self.inner.get_extra_info(info)
 
 
 # Connections per shard of the pool: few enough that a scan of them all costs little.

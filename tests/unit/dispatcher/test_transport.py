@@ -301,6 +301,41 @@ async def test_a_cookie_one_subscriber_sets_is_never_sent_with_a_later_delivery(
     assert not any(b"\r\ncookie:" in request.lower() for request in requests), requests
 
 
+async def test_an_idle_connection_the_subscriber_closed_is_not_reused() -> None:
+    # The subscriber answers as if keeping the connection, then closes it while it is idle:
+    # the next delivery must notice (the socket reads as closed) and open a new connection,
+    # not write into the closed one and fail with a ReadError.
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
+    client = create_client(max_connections=2, policy=policy)
+    try:
+        results = []
+        for _ in range(3):
+            url = f"http://127.0.0.1:{port}/in"
+            results.append(await send(client, delivery(url), attempt_timeout=5.0))
+            await asyncio.sleep(0.3)
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert [result.status_code for result in results] == [200, 200, 200], [
+        result.error_message for result in results
+    ]
+    assert connections == 3
+
+
 class GatedBackend(RecordingBackend):
     """Answers only once `gate` opens, so requests pile up in flight."""
 
