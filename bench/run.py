@@ -778,7 +778,9 @@ class Run:
         }
 
     async def time_claims(self) -> float:
-        """Median time of one claim batch; each runs in a transaction rolled back after."""
+        """Median time of one claim batch. A claim commits by itself, so what it did (the
+        leases, the rows it parked, its subscription's throttle) is undone after it, outside
+        the timing: every timed claim sees the same due rows."""
         settings = Settings(
             database_url=self.database_url,
             encryption_key=self.encryption_key,
@@ -800,7 +802,8 @@ class Run:
                         shares=WorkerShares(slots={}, default=CLAIM_BATCH, strangers=CLAIM_BATCH),
                     )
                     timings.append((time.perf_counter() - started) * 1000)
-                    await session.rollback()
+                async with self.db() as connection:
+                    await connection.execute(_UNDO_CLAIMS)
                 if len(batch.deliveries) != CLAIM_BATCH:
                     raise RuntimeError(
                         f"claim returned {len(batch.deliveries)} rows, not {CLAIM_BATCH}"
@@ -1277,6 +1280,15 @@ SELECT $1 || lpad(g::text, 8, '0'), ev.ids[1 + g % array_length(ev.ids, 1)], $2,
        {status}, false, 0, now(), now(), now(), now(), {completed}
 FROM generate_series($3::int + 1, $3::int + $4::int) AS g,
      (SELECT array_agg(id) AS ids FROM (SELECT id FROM events LIMIT 5000) AS recent) AS ev
+"""
+
+
+# What claims did to the pending rows, undone: due again, unleased, unparked.
+_UNDO_CLAIMS = """
+UPDATE deliveries SET locked_by = NULL, locked_until = NULL, parked = false,
+                      next_attempt_at = created_at
+WHERE status = 'pending';
+DELETE FROM subscription_throttles;
 """
 
 
