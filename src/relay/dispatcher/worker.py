@@ -90,9 +90,6 @@ class Dispatcher:
         self.stopping = asyncio.Event()
         self.shares = SlotShares(settings.dispatcher_concurrency)
         self.in_flight: dict[str, asyncio.Task[None]] = {}
-        # Leased deliveries whose request was answered, their outcome still being written: the
-        # claim no longer counts them against their subscription's max_concurrency.
-        self.answered: set[str] = set()
         # Every slot was taken when the claim loop last looked (see _done).
         self.slots_full = False
         self.recorder = OutcomeRecorder(
@@ -175,7 +172,9 @@ class Dispatcher:
                 lease=self.settings.dispatcher_lease,
                 probe_interval=self.settings.breaker_probe_interval,
                 shares=self.shares.for_claim(),
-                answered=self.answered,
+                # Their requests are over: no longer against their subscription's
+                # max_concurrency, though leased until their outcome is written.
+                answered=self.recording.keys(),
             )
         if batch.next_token_in is not None:
             # A rate-limited subscription waits for its next token: claim again then.
@@ -200,7 +199,6 @@ class Dispatcher:
         the next event of its subject or deliveries parked behind its subscription's limits,
         may be due now."""
         self._done(claimed)
-        self.answered.discard(claimed.id)
         self.wake.set()
 
     async def _handle(self, claimed: ClaimedDelivery) -> None:
@@ -247,7 +245,6 @@ class Dispatcher:
         # The slot is free as soon as the answer is in, not once the outcome is written: the
         # next claim overlaps that write. The delivery stays leased until then, so the claim
         # still counts it against its subscription's limits and order.
-        self.answered.add(claimed.id)
         self._done(claimed)
         await asyncio.shield(recording)
 

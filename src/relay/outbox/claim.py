@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from relay.core.crypto import EncryptedJSON, EncryptedText
 from relay.outbox.states import Liveness, liveness_sql
 
-CLAIM_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('relay.claim'))"
-CLAIM_LOCK = text(CLAIM_LOCK_SQL)
+_TAKE_CLAIM_LOCK = "pg_advisory_xact_lock(hashtext('relay.claim'))"
+CLAIM_LOCK = text(f"SELECT {_TAKE_CLAIM_LOCK}")
 
 # A claim looks at this many due rows at least, however few it may lease: the ones over their
 # subscription's room are parked on the way, so a due backlog of saturated subscriptions (many
@@ -62,8 +62,8 @@ IN_SUBJECT_ORDER = """
 # and the room this worker gives it (its share of the worker's slots, see
 # dispatcher/shares.py). A paused subscription, or a degraded one between probes, has no room:
 # its due rows are held, out of every index the claim reads, until it is resumed or its
-# breaker closes. A degraded subscription whose probe is due gets room for one
-# delivery, the probe, and its next probe time moves on by the probe interval.
+# breaker closes. A degraded subscription whose probe is due gets room for one delivery, the
+# probe, and its next probe time moves on by the probe interval.
 #
 # Candidates within room are leased by moving next_attempt_at to the lease's end, so a leased
 # row is not due until its lease runs out, when any worker may take it again (its worker
@@ -293,7 +293,7 @@ _CREATE_FUNCTION = text(
     ) LANGUAGE plpgsql VOLATILE AS $claim$
     #variable_conflict use_column
     BEGIN
-        {CLAIM_LOCK_SQL.replace("SELECT", "PERFORM", 1)};
+        PERFORM {_TAKE_CLAIM_LOCK};
         RETURN QUERY {_CLAIM_QUERY};
     END
     $claim$

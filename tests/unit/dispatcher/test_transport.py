@@ -7,9 +7,10 @@ connect; name resolution is a fake that can answer differently each time (DNS re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from ipaddress import IPv4Network
 
 import httpcore
@@ -239,6 +240,25 @@ async def test_a_compressed_answer_is_neither_asked_for_nor_decompressed() -> No
     assert result.response_body.startswith("\x1f")
 
 
+Answering = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def local_subscriber(answer: Answering) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """A raw subscriber on a loopback socket, and the relay's own delivery client allowed to
+    reach it: what goes over the wire is real, byte for byte."""
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
+    client = create_client(max_connections=2, policy=policy)
+    try:
+        yield client, f"http://127.0.0.1:{port}"
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_proxy_settings_in_the_environment_are_ignored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -257,16 +277,8 @@ async def test_proxy_settings_in_the_environment_are_ignored(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
-    client = create_client(max_connections=2, policy=policy)
-    try:
-        result = await send(client, delivery(f"http://127.0.0.1:{port}/in"), attempt_timeout=5.0)
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
+    async with local_subscriber(answer) as (client, base_url):
+        result = await send(client, delivery(f"{base_url}/in"), attempt_timeout=5.0)
     assert result.status_code == 204, result.error_message
 
 
@@ -284,19 +296,11 @@ async def test_a_cookie_one_subscriber_sets_is_never_sent_with_a_later_delivery(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
-    client = create_client(max_connections=2, policy=policy)
-    try:
+    async with local_subscriber(answer) as (client, base_url):
         for path in ("/first", "/second", "/first"):
-            url = f"http://127.0.0.1:{port}{path}"
+            url = f"{base_url}{path}"
             result = await send(client, delivery(url), attempt_timeout=5.0)
             assert result.status_code == 200, result.error_message
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
     assert len(requests) == 3
     assert not any(b"\r\ncookie:" in request.lower() for request in requests), requests
 
@@ -316,20 +320,12 @@ async def test_an_idle_connection_the_subscriber_closed_is_not_reused() -> None:
         await asyncio.sleep(0.05)
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    policy = DestinationPolicy(allowed_networks=(IPv4Network("127.0.0.0/8"),))
-    client = create_client(max_connections=2, policy=policy)
-    try:
+    async with local_subscriber(answer) as (client, base_url):
         results = []
         for _ in range(3):
-            url = f"http://127.0.0.1:{port}/in"
+            url = f"{base_url}/in"
             results.append(await send(client, delivery(url), attempt_timeout=5.0))
             await asyncio.sleep(0.3)
-    finally:
-        await client.aclose()
-        server.close()
-        await server.wait_closed()
     assert [result.status_code for result in results] == [200, 200, 200], [
         result.error_message for result in results
     ]
