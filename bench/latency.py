@@ -17,11 +17,13 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import h11
 import orjson
 import uvicorn
 
+from bench.http1 import Vendor
 from bench.payloads import BRINGG_TOKEN, bringg_body, bringg_template
 
 MAX_IN_FLIGHT = 100
@@ -80,19 +82,21 @@ async def measure(
 
     template = bringg_template()
     headers = {"Authorization": f"Bearer {BRINGG_TOKEN}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+    url = urlsplit(relay_url)
+    vendor = Vendor(url.hostname or "127.0.0.1", url.port or 80, url.path, headers)
     measured: list[str] = []
-    async with httpx.AsyncClient(limits=limits, timeout=30.0, trust_env=False) as client:
+    try:
 
         async def post(run_id: int) -> None:
             body = bringg_body(template, run_id)
             clock.sent[str(run_id)] = time.monotonic()
             try:
-                response = await client.post(relay_url, content=body, headers=headers)
-            except httpx.HTTPError:
+                async with asyncio.timeout(30):
+                    status = await vendor.post(body)
+            except (OSError, TimeoutError, h11.ProtocolError):
                 clock.failed += 1
                 return
-            if response.status_code == 200:
+            if status == 200:
                 clock.answered_200 += 1
                 clock.answered[str(run_id)] = time.monotonic()
             else:
@@ -108,7 +112,7 @@ async def measure(
             if delay > 0:
                 await asyncio.sleep(delay)
             # A relay that has fallen this far behind is not keeping the rate: skip rather than
-            # queue in the client, whose pool then spends the CPU the relay needs.
+            # open ever more connections to it.
             if sum(not task.done() for task in tasks[-MAX_IN_FLIGHT * 2 :]) >= MAX_IN_FLIGHT:
                 skipped += number >= warm
                 continue
@@ -132,6 +136,8 @@ async def measure(
             for subject, _path in clock.received:
                 by_subject[subject] = by_subject.get(subject, 0) + 1
             waiting = {key for key in waiting if by_subject.get(key, 0) < per_webhook}
+    finally:
+        vendor.close()
 
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError, TimeoutError):
