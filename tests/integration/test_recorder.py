@@ -140,11 +140,8 @@ async def test_a_batch_of_failures_counts_per_subscription_and_logs_what_each_de
     }
     assert by_subscription == {first["id"]: "pending", second["id"]: "failed"}
     async with session_factory() as session:
-        states = dict(
-            (await session.execute(text("SELECT id, consecutive_failures FROM subscriptions")))
-            .tuples()
-            .all()
-        )
+        rows = await session.execute(text("SELECT id, consecutive_failures FROM subscriptions"))
+        states = {row.id: row.consecutive_failures for row in rows}
         disagreeing = await session.scalar(
             text(
                 "SELECT count(*) FROM delivery_attempts AS a "
