@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.core.netguard import DestinationPolicy, IPNetwork, embedded_ipv4
 from relay.core.settings import Settings
-from relay.dispatcher.sender import AttemptResult, OutgoingDelivery, send
+from relay.dispatcher.sender import AttemptResult, DeliveryClient, OutgoingDelivery, send
 from relay.dispatcher.transport import GuardedTransport, SocketOption
 from relay.subscriptions.destinations import normalised_url
 from tests.conftest import ADMIN_TOKEN
@@ -279,7 +279,7 @@ async def _send_time(url: str, networks: Sequence[IPNetwork]) -> tuple[AttemptRe
         limits=httpx.Limits(max_connections=1),
         inner=backend,
     )
-    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+    async with contextlib.aclosing(DeliveryClient(transport)) as client:
         result = await send(
             client,
             OutgoingDelivery(

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-import httpx
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ValidationError
@@ -44,6 +43,7 @@ from relay.core.settings import Settings
 from relay.db.session import DbSession
 from relay.deliveries.repository import DeliveryQuery
 from relay.deliveries.service import DeliveryService
+from relay.dispatcher.sender import DeliveryClient
 from relay.events.endpoints import containment, known_event_types
 from relay.events.repository import EventQuery, EventRepository
 from relay.ingest.repository import RequestLogRepository
@@ -643,7 +643,7 @@ async def test_subscription(
     await checked_form(request, viewer)
     _require(viewer, "test")
     settings: Settings = request.app.state.settings
-    client: httpx.AsyncClient = request.app.state.http_client
+    client: DeliveryClient = request.app.state.http_client
     result = await _subscriptions(session, request).send_test(
         subscription_id, client=client, attempt_timeout=settings.delivery_timeout, now=_now()
     )

@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.core.errors import is_database_unavailable
@@ -31,6 +30,7 @@ from relay.db.listen import ChannelListener
 from relay.dispatcher.recorder import OutcomeRecorder
 from relay.dispatcher.sender import (
     AttemptResult,
+    DeliveryClient,
     OutgoingDelivery,
     create_client,
     send,
@@ -64,7 +64,7 @@ class Dispatcher:
         database_url: str,
         *,
         name: str | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: DeliveryClient | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         wakeup: DeliveryWakeup | None = None,
     ) -> None:

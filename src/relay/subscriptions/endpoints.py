@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -11,6 +10,7 @@ from relay.core.netguard import DestinationPolicy
 from relay.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page, checked_cursor
 from relay.core.settings import Settings
 from relay.db.session import DbSession
+from relay.dispatcher.sender import DeliveryClient
 from relay.subscriptions.destinations import DestinationChecker
 from relay.subscriptions.repository import SubscriptionRepository
 from relay.subscriptions.schemas import (
@@ -112,7 +112,7 @@ async def test_subscription(
     subscription_id: str, request: Request, session: DbSession
 ) -> TestDeliveryOut:
     settings: Settings = request.app.state.settings
-    client: httpx.AsyncClient = request.app.state.http_client
+    client: DeliveryClient = request.app.state.http_client
     return await _service(session, request).send_test(
         subscription_id,
         client=client,

@@ -4,14 +4,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relay.core.errors import Invalid, NotFound
 from relay.core.ids import new_id
 from relay.core.jsonutil import dumps
 from relay.core.masking import masked
-from relay.dispatcher.sender import OutgoingDelivery, send, signing_secrets
+from relay.dispatcher.sender import DeliveryClient, OutgoingDelivery, send, signing_secrets
 from relay.dispatcher.signing import generate_secret, mask_secret
 from relay.events.envelope import ping_envelope
 from relay.outbox import health, transitions
@@ -234,7 +233,7 @@ class SubscriptionService:
         self,
         subscription_id: str,
         *,
-        client: httpx.AsyncClient,
+        client: DeliveryClient,
         attempt_timeout: float,
         now: datetime,
     ) -> TestDeliveryOut:

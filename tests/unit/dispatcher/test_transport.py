@@ -21,6 +21,7 @@ from relay.core.netguard import DestinationPolicy
 from relay.dispatcher.sender import (
     RESPONSE_BODY_LIMIT,
     AttemptResult,
+    DeliveryClient,
     OutgoingDelivery,
     create_client,
     send,
@@ -110,7 +111,7 @@ async def attempt(
         resolver=resolver,
         inner=backend,
     )
-    async with httpx.AsyncClient(transport=transport, follow_redirects=False) as client:
+    async with contextlib.aclosing(DeliveryClient(transport)) as client:
         return await send(client, delivery(url), attempt_timeout=5.0)
 
 
@@ -244,7 +245,7 @@ Answering = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Non
 
 
 @contextlib.asynccontextmanager
-async def local_subscriber(answer: Answering) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+async def local_subscriber(answer: Answering) -> AsyncIterator[tuple[DeliveryClient, str]]:
     """A raw subscriber on a loopback socket, and the relay's own delivery client allowed to
     reach it: what goes over the wire is real, byte for byte."""
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
@@ -368,7 +369,7 @@ async def test_the_pool_is_split_into_small_shards_that_share_the_load_and_the_c
     assert isinstance(pool, ShardedConnectionPool)
     assert [len(shard.connections) for shard in pool.shards] == [0, 0, 0]
     assert sum(shard._max_connections for shard in pool.shards) == 20
-    async with httpx.AsyncClient(transport=transport, follow_redirects=False) as client:
+    async with contextlib.aclosing(DeliveryClient(transport)) as client:
         sends = [
             asyncio.create_task(
                 send(client, delivery("http://hooks.example.com/in"), attempt_timeout=5.0)
