@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncpg
 import httpx
+import orjson
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.core.settings import Settings
+from relay.db.listen import asyncpg_connect_args
 from relay.models import metadata
 from tests.conftest import DatabaseServer
 from tests.support.relay import relay_client
@@ -61,3 +64,28 @@ async def test_readyz_is_503_when_the_database_is_unreachable(settings: Settings
 
     assert response.status_code == 503
     assert response.json()["database"] == "unreachable"
+
+
+_COSTLY = (
+    "EXPLAIN (FORMAT JSON) SELECT count(*) "
+    "FROM generate_series(1, 1000) AS a, generate_series(1, 1000) AS b, "
+    "generate_series(1, 1000) AS c"
+)
+
+
+async def test_the_relays_connections_never_compile_a_plan(
+    engine: AsyncEngine, module_database_url: str
+) -> None:
+    """JIT compiles a plan whose estimated cost passes a threshold, on every execution: the
+    claim with fresh statistics spent 142 ms compiling to run for 5. The same costly plan on a
+    connection of the server's own defaults is compiled (where the server has JIT at all)."""
+    async with engine.connect() as connection:
+        [relays] = (await connection.exec_driver_sql(_COSTLY)).scalar_one()
+    assert "JIT" not in relays
+    plain = await asyncpg.connect(**asyncpg_connect_args(module_database_url))
+    try:
+        if await plain.fetchval("SELECT pg_jit_available()"):
+            [defaults] = orjson.loads(await plain.fetchval(_COSTLY))
+            assert "JIT" in defaults
+    finally:
+        await plain.close()
