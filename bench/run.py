@@ -39,6 +39,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from bench import console
+from bench.autoanalyze import AutoAnalyze
 from bench.floor import TABLE_DDL
 from bench.isolation import scenario as isolation_scenario
 from bench.payloads import (
@@ -1462,6 +1463,9 @@ async def run(
         bench = Run(profile, server_url, Path(tmp), use_wrk)
         started = time.monotonic()
         await bench.create_database()
+        # This machine's PostgreSQL runs without autovacuum; production's does not.
+        autoanalyze = AutoAnalyze(bench.database_url)
+        autoanalyze.start()
         try:
             async with bench.db() as connection:
                 version = await connection.fetchval("SHOW server_version")
@@ -1518,8 +1522,13 @@ async def run(
                 print(f"--- {process.name} log ---\n{process.log_tail()}", file=sys.stderr)
             raise
         finally:
+            await autoanalyze.stop()
             bench.cleanup()
             await bench.drop_database()
+        bench.figures["autoanalyze"] = {
+            "naptime_s": autoanalyze.naptime,
+            "tables_analyzed": len(autoanalyze.analyzed),
+        }
         results = summarize(
             bench.figures,
             profile=asdict(profile),
