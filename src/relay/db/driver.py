@@ -41,8 +41,9 @@ class DriverStatement:
 async def fetch(
     connection: AsyncConnection, statement: DriverStatement, params: Mapping[str, Any]
 ) -> list[asyncpg.Record]:
-    """The statement's rows, run on `connection`'s driver connection. The connection must not
-    be in a transaction SQLAlchemy began: in autocommit, the statement commits by itself."""
+    """The statement's rows, run on `connection`'s driver connection; it
+    must not be in a transaction SQLAlchemy began, so in autocommit the statement commits by
+    itself."""
     driver = (await connection.get_raw_connection()).driver_connection
     assert isinstance(driver, asyncpg.Connection), "the engine's driver is asyncpg"
     try:
