@@ -61,10 +61,11 @@ class AutoAnalyze:
     async def _run(self) -> None:
         connection = await asyncpg.connect(self.database_url)
         try:
-            while not self._stopping.is_set():
+            while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=self.naptime)
-                if not self._stopping.is_set():
-                    await self.analyze_due(connection)
+                if self._stopping.is_set():
+                    return
+                await self.analyze_due(connection)
         finally:
             await connection.close()
