@@ -12,6 +12,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relay.core.settings import Settings
+from relay.db.engine import create_engine, create_session_factory
 from relay.outbox import transitions
 from relay.outbox.claim import CLAIM_LOCK, ClaimBatch, ClaimedDelivery, WorkerShares
 from relay.outbox.claim import claim as outbox_claim
@@ -495,3 +497,71 @@ async def test_raising_max_concurrency_frees_parked_deliveries_at_the_next_claim
     assert raised.status_code == 200, raised.text
     # One still in flight, so two more of the three parked.
     assert len((await claim(session_factory, "w")).deliveries) == 2
+
+
+async def test_the_claim_reaches_the_rows_it_writes_by_key_beside_a_history(
+    client: httpx.AsyncClient, module_database_url: str, settings: Settings
+) -> None:
+    """The claim leases, parks and holds a handful of rows: it must find them by primary key
+    however many finished deliveries lie beside them. With `FROM picked WHERE d.id = picked.id`
+    its cached plan read all 26,877 rows of deliveries twice per claim (isolation's hanging
+    subscribers, auto_explain), because the planner cannot know how few rows a LIMIT given as a
+    parameter lets through."""
+    await create_routestripe_source(client)
+    narrow = await subscribe(client, f"{NOWHERE}/narrow", max_concurrency=2)
+    wide = await subscribe(client, f"{NOWHERE}/wide")
+    for _ in range(4):
+        assert (
+            await post_routestripe(client, [visit_event() for _ in range(25)])
+        ).status_code == 200
+    single = create_engine(
+        module_database_url, settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    )
+    plans: list[str] = []
+    try:
+        async with single.connect() as connection:
+            # Finished deliveries of the wide subscription, and a due backlog of the narrow
+            # one: what hanging subscribers leave.
+            for kind, subscription, rows in (
+                ("history", wide, 30_000),
+                ("backlog", narrow, 3_000),
+            ):
+                await connection.execute(
+                    text(
+                        "INSERT INTO deliveries (id, event_id, subscription_id, status, "
+                        "attempts, next_attempt_at, event_timestamp, created_at, updated_at, "
+                        "completed_at) "
+                        "SELECT 'dlv_' || :kind || n, d.event_id, d.subscription_id, "
+                        "CASE WHEN :kind = 'history' THEN 'succeeded' ELSE 'pending' END, 0, "
+                        "now(), now(), now(), now(), "
+                        "CASE WHEN :kind = 'history' THEN now() END "
+                        "FROM generate_series(1, :rows) AS n, (SELECT event_id, subscription_id "
+                        "FROM deliveries WHERE subscription_id = :subscription LIMIT 1) AS d"
+                    ),
+                    {"kind": kind, "rows": rows, "subscription": subscription["id"]},
+                )
+            await connection.exec_driver_sql("ANALYZE deliveries")
+            await connection.commit()
+        sessions = create_session_factory(single)
+        # Past the plan cache's first five executions: what a long-running worker runs.
+        for number in range(8):
+            await claim(sessions, f"worker-{number}", limit=5)
+        async with single.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            raw = (await autocommit.get_raw_connection()).driver_connection
+            raw.add_log_listener(lambda _connection, message: plans.append(message.message))
+            for statement in (
+                "LOAD 'auto_explain'",
+                "SET auto_explain.log_min_duration = 0",
+                "SET auto_explain.log_nested_statements = on",
+                "SET auto_explain.log_level = notice",
+                "SET client_min_messages = notice",
+            ):
+                await autocommit.exec_driver_sql(statement)
+        await claim(sessions, "worker-last", limit=5)
+    finally:
+        await single.dispose()
+
+    [claim_plan] = [plan for plan in plans if "WITH due AS" in plan]
+    assert "Update on deliveries" in claim_plan
+    assert "Seq Scan on deliveries" not in claim_plan, claim_plan

@@ -70,6 +70,12 @@ IN_SUBJECT_ORDER = """
 # died). Candidates beyond room are parked: out of the due index until their subscription has
 # room, and no longer anyone's lease. The throttle rows keep the parked flag and the spent
 # tokens. The event and subscription come back in the same round trip.
+#
+# The writes name their rows as `id = ANY(ARRAY(...))`, which the planner reckons a few rows
+# found by primary key. Joined to the CTEs instead, they were planned from the CTEs' estimates,
+# where a LIMIT given as a parameter lets through a tenth of its input: a hash of the whole
+# table seemed cheaper, and beside 50 hanging subscribers each claim read all of deliveries
+# twice (tests/integration/test_claim.py, the claim beside a history).
 _CLAIM_QUERY = f"""
     WITH due AS (
         SELECT candidate.id, candidate.subscription_id, candidate.next_attempt_at
@@ -150,8 +156,9 @@ _CLAIM_QUERY = f"""
     holding AS (
         UPDATE deliveries AS d
         SET held = true, updated_at = statement_timestamp()
-        FROM due JOIN room USING (subscription_id)
-        WHERE d.id = due.id AND room.waiting
+        WHERE d.id = ANY(ARRAY(
+            SELECT due.id FROM due JOIN room USING (subscription_id) WHERE room.waiting
+        ))
         RETURNING d.id
     ),
     unparked AS (
@@ -206,16 +213,17 @@ _CLAIM_QUERY = f"""
             next_attempt_at = statement_timestamp() + make_interval(secs => p_lease_seconds),
             parked = false,
             updated_at = statement_timestamp()
-        FROM picked
-        WHERE d.id = picked.id
+        WHERE d.id = ANY(ARRAY(SELECT id FROM picked))
         RETURNING d.id, d.event_id, d.subscription_id, d.attempts, d.created_at
     ),
     parking AS (
         UPDATE deliveries AS d
         SET parked = true, locked_by = NULL, locked_until = NULL,
             updated_at = statement_timestamp()
-        FROM ranked JOIN room USING (subscription_id)
-        WHERE d.id = ranked.id AND NOT ranked.was_parked AND ranked.place > room.slots
+        WHERE d.id = ANY(ARRAY(
+            SELECT ranked.id FROM ranked JOIN room USING (subscription_id)
+            WHERE NOT ranked.was_parked AND ranked.place > room.slots
+        ))
         RETURNING d.subscription_id
     ),
     probed AS (
