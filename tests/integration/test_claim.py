@@ -522,23 +522,22 @@ async def test_the_claim_reaches_the_rows_it_writes_by_key_beside_a_history(
         async with single.connect() as connection:
             # Finished deliveries of the wide subscription, and a due backlog of the narrow
             # one: what hanging subscribers leave.
-            for kind, subscription, rows in (
-                ("history", wide, 30_000),
-                ("backlog", narrow, 3_000),
+            for subscription, rows, status in (
+                (wide, 30_000, "succeeded"),
+                (narrow, 3_000, "pending"),
             ):
                 await connection.execute(
                     text(
                         "INSERT INTO deliveries (id, event_id, subscription_id, status, "
                         "attempts, next_attempt_at, event_timestamp, created_at, updated_at, "
                         "completed_at) "
-                        "SELECT 'dlv_' || :kind || n, d.event_id, d.subscription_id, "
-                        "CASE WHEN :kind = 'history' THEN 'succeeded' ELSE 'pending' END, 0, "
-                        "now(), now(), now(), now(), "
-                        "CASE WHEN :kind = 'history' THEN now() END "
+                        "SELECT 'dlv_' || :status || n, d.event_id, d.subscription_id, :status, "
+                        "0, now(), now(), now(), now(), "
+                        "CASE WHEN :status <> 'pending' THEN now() END "
                         "FROM generate_series(1, :rows) AS n, (SELECT event_id, subscription_id "
                         "FROM deliveries WHERE subscription_id = :subscription LIMIT 1) AS d"
                     ),
-                    {"kind": kind, "rows": rows, "subscription": subscription["id"]},
+                    {"status": status, "rows": rows, "subscription": subscription["id"]},
                 )
             await connection.exec_driver_sql("ANALYZE deliveries")
             await connection.commit()
