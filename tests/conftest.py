@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from relay.core.settings import Settings
 from relay.db.engine import asyncpg_url, create_engine, create_session_factory
 from relay.db.migrations import upgrade_to_head
+from relay.ingest.models import ConfigVersion
 from relay.models import metadata
 from tests.support.relay import relay_client
 from tests.support.subscriber import Subscriber
@@ -134,7 +135,14 @@ def settings(module_database_url: str, tmp_path: Path) -> Settings:
     )
 
 
-_TABLES = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+# config_version only ever goes up: a relay that keeps running across tests trusts its cached
+# sources while the number stands. Emptied, it counted again from 1, and a relay took the next
+# test's new source for the one it had cached at the same number (a 500 on a foreign key).
+_TABLES = ", ".join(
+    f'"{table.name}"'
+    for table in metadata.sorted_tables
+    if table.name != ConfigVersion.__tablename__
+)
 
 
 async def _empty_tables(database_url: str) -> None:

@@ -65,8 +65,7 @@ class ConfigVersion(Base):
     """One row whose number goes up whenever what the ingest reads of sources and
     subscriptions changes (triggers of migration 0009). The ingest keeps that configuration
     in memory, and writes a webhook only if the number it was read at is still current (see
-    directory.py). The row may be missing (a test empties every table): both sides read it as
-    0 then."""
+    directory.py). Should the row be missing, both sides read it as 0."""
 
     __tablename__ = "config_version"
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
