@@ -137,3 +137,46 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
     env.update(extra)
     return env
+
+
+class CpuUse:
+    """CPU seconds (user and system) that named processes, and PostgreSQL's server processes
+    together, use between `start()` and `stop()`: where a figure's CPU goes on a machine whose
+    cores every process shares."""
+
+    def __init__(self, **pids: int) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self._started: dict[str, float] = {}
+        self._postgres_started: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._started = {name: _cpu_seconds(process) for name, process in self.processes.items()}
+        self._postgres_started = _postgres_cpu()
+
+    def stop(self) -> dict[str, float]:
+        used = {
+            name: _cpu_seconds(process) - self._started[name]
+            for name, process in self.processes.items()
+        }
+        # A server process that began meanwhile (a new connection) counts in full; one that
+        # ended meanwhile is lost, which costs an idle pool's connections nothing.
+        used["postgres"] = sum(
+            seconds - self._postgres_started.get(pid, 0.0)
+            for pid, seconds in _postgres_cpu().items()
+        )
+        return used
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+def _postgres_cpu() -> dict[int, float]:
+    return {
+        process.pid: _cpu_seconds(process)
+        for process in psutil.process_iter(["name"])
+        if process.info["name"] == "postgres"
+    }

@@ -4,6 +4,7 @@ and the plot of figure 3's latency distribution."""
 from __future__ import annotations
 
 import itertools
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,12 @@ def _ratio(value: float, floor: float) -> float | None:
     return value / floor if floor else None
 
 
+def paired_ratio(values: list[float], floors: list[float]) -> float:
+    """The median of each round's ratio: a value and its floor measured seconds apart, which
+    a ratio of two medians, each from its own minute of the host, is not."""
+    return statistics.median(value / floor for value, floor in zip(values, floors, strict=True))
+
+
 def _latency_row(label: str, latency: dict[str, Any]) -> dict[str, Any]:
     complete = latency["delivered"] == latency["sent"] * latency.get("per_webhook", 1)
     return _row(
@@ -75,12 +82,16 @@ def _ingest_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     if ingest and floors:
         # The comparisons the issue asks for, kept in the figure too.
+        relay = ingest["relay_rounds_per_s"]
         ingest["floor_per_s"] = floors["naive_per_s"]
-        ingest["ratio"] = ingest["relay_per_s"] / floors["naive_per_s"]
+        ingest["ratio"] = paired_ratio(relay, floors["naive_rounds_per_s"])
         ingest["same_rows_floor_per_s"] = floors["same_rows_per_s"]
-        ingest["same_rows_ratio"] = ingest["relay_per_s"] / floors["same_rows_per_s"]
+        ingest["same_rows_ratio"] = paired_ratio(relay, floors["same_rows_rounds_per_s"])
     if ingest:
-        label = "1 ingest (Bringg run_started, 3 subscriptions), webhooks/s"
+        label = (
+            "1 ingest (Bringg run_started, 3 subscriptions) in "
+            f"{len(ingest['relay_rounds_per_s'])} alternating rounds, webhooks/s (median round)"
+        )
         value = f"{ingest['relay_per_s']:.0f}"
         if floors:
             rows.append(
@@ -123,7 +134,9 @@ def _ingest_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 "1 same-rows floor without pg_notify, webhooks/s",
                 f"{floors['same_rows_no_notify_per_s']:.0f}",
                 f"{floors['same_rows_per_s']:.0f} with",
-                _ratio(floors["same_rows_no_notify_per_s"], floors["same_rows_per_s"]),
+                paired_ratio(
+                    floors["same_rows_no_notify_rounds_per_s"], floors["same_rows_rounds_per_s"]
+                ),
                 "(reported)",
                 True,
             )
@@ -144,26 +157,26 @@ def _ingest_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _peer_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
     peer = figures["peer"]
-    ingest, dispatch = figures.get("ingest"), figures.get("dispatch")
+    dispatch = figures.get("dispatch")
     rows = []
-    relay_ingest = ingest["relay_per_s"] if ingest else None
-    peer["ingest_ratio"] = _ratio(relay_ingest, peer["ingest"]["per_s"]) if relay_ingest else None
+    relay_ingest, peer_ingest = peer["relay_ingest"], peer["ingest"]
+    peer["ingest_ratio"] = paired_ratio(relay_ingest["rounds_per_s"], peer_ingest["rounds_per_s"])
     rows.append(
         _row(
-            "8 relay vs FastAPI + procrastinate: ingest, webhooks/s answered 200",
-            f"{relay_ingest:.0f}" if relay_ingest else "(ingest not run)",
-            f"{peer['ingest']['per_s']:.0f} peer",
+            f"8 relay vs FastAPI + procrastinate: ingest in {len(peer_ingest['rounds_per_s'])} "
+            "alternating rounds, webhooks/s answered 200 (median round)",
+            f"{relay_ingest['per_s']:.0f}",
+            f"{peer_ingest['per_s']:.0f} peer",
             peer["ingest_ratio"],
             f">= {TARGETS['peer_ingest_ratio']:.1f}x peer",
-            peer["ingest_ratio"] is not None
-            and peer["ingest_ratio"] >= TARGETS["peer_ingest_ratio"],
+            peer["ingest_ratio"] >= TARGETS["peer_ingest_ratio"],
         )
     )
     rows.append(
         _row(
             "8 ingest answer p50 / p99 ms",
-            f"{ingest['relay_p50_ms']:.1f} / {ingest['relay_p99_ms']:.1f}" if ingest else "-",
-            f"{peer['ingest']['p50_ms']:.1f} / {peer['ingest']['p99_ms']:.1f} peer",
+            f"{relay_ingest['p50_ms']:.1f} / {relay_ingest['p99_ms']:.1f}",
+            f"{peer_ingest['p50_ms']:.1f} / {peer_ingest['p99_ms']:.1f} peer",
             None,
             "(reported)",
             True,
@@ -279,6 +292,25 @@ def _history_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _dispatch_cpu_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where figure 2's CPU goes, each process's median round: what the worker's database
+    costs shows beside the floor, which has none, on the cores they all share."""
+
+    def cpu(side: str, process: str) -> float:
+        return statistics.median(round_[f"{side}_cpu_ms"][process] for round_ in rounds)
+
+    return _row(
+        "2 CPU per delivery, ms: sender (worker / floor) + PostgreSQL + subscriber",
+        f"{cpu('relay', 'relay'):.3f} + {cpu('relay', 'postgres'):.3f} + "
+        f"{cpu('relay', 'subscriber'):.3f}",
+        f"{cpu('floor', 'floor'):.3f} + {cpu('floor', 'postgres'):.3f} + "
+        f"{cpu('floor', 'subscriber'):.3f}",
+        None,
+        "(reported)",
+        True,
+    )
+
+
 def summarize(
     figures: dict[str, Any], *, profile: dict[str, Any], machine: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
@@ -288,7 +320,8 @@ def summarize(
     if dispatch:
         rows.append(
             _row(
-                f"2 dispatch ({dispatch['deliveries']} backlog, 1 worker), deliveries/s",
+                f"2 dispatch ({dispatch['deliveries']} backlog, 1 worker) in "
+                f"{len(dispatch['rounds'])} alternating rounds, deliveries/s (median round)",
                 f"{dispatch['relay_per_s']:.0f}",
                 f"{dispatch['floor_per_s']:.0f}",
                 dispatch["ratio"],
@@ -296,6 +329,7 @@ def summarize(
                 dispatch["ratio"] >= TARGETS["dispatch_ratio"],
             )
         )
+        rows.append(_dispatch_cpu_row(dispatch["rounds"]))
     if "latency" in figures:
         rows.append(_latency_row("3 end-to-end latency", figures["latency"]))
     if "history" in figures:

@@ -3,14 +3,15 @@ own, and each figure measured next to its floor. `python -m bench --help` for th
 `--only` measures some figures alone.
 
 Order of the run: the sources, subscriptions and one sample webhook (whose rows the same-rows
-floor copies); ingest (figure 1, with the serve process's memory for figure 5) and fan-out
-(figure 6) against `relay serve --no-dispatcher`, then the naive and same-rows ingest floors;
-the dispatch backlog (figure 2, with the worker's memory) against `relay worker`, then the
-dispatch floor; the same backlog drained by several workers and the claim's ceiling (figures 9,
-10); the FastAPI + procrastinate peer on its own database (figure 8); end-to-end latency
-(figure 3) against `relay serve` with its dispatcher; the claim query on a small and a large
-table (figure 4), in this process with the relay's own repository; isolation (figure 7); last
-figure 3 again on a database seeded with history.
+floor copies); ingest (figure 1, with the serve process's memory for figure 5) against `relay
+serve --no-dispatcher` and the naive and same-rows ingest floors in alternating rounds, then
+fan-out (figure 6) against the same relay; the dispatch backlog (figure 2, with the worker's
+memory) against `relay worker` and the dispatch floor in alternating rounds; the same backlog
+drained by several workers and the claim's ceiling (figures 9, 10); the FastAPI + procrastinate
+peer on its own database (figure 8), its ingest in rounds alternating with a relay's; end-to-end
+latency (figure 3) against `relay serve` with its dispatcher; the claim query on a small and a
+large table (figure 4), in this process with the relay's own repository; isolation (figure 7);
+last figure 3 again on a database seeded with history.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from bench.payloads import (
     bringg_body,
     bringg_template,
 )
-from bench.procs import MemorySampler, Process, base_env, free_port, relay_executable
+from bench.procs import CpuUse, MemorySampler, Process, base_env, free_port, relay_executable
 from bench.report import print_table, summarize, write_results
 from relay.core.crypto import new_key
 from relay.core.settings import Settings
@@ -71,6 +72,10 @@ CLAIM_PENDING = 2 * CLAIM_BATCH
 class Profile:
     name: str
     warmup: int
+    # Figures 1, 2 and 8 measure the relay and what it is compared with in this many
+    # alternating rounds, and report the median round (see Run.alternate).
+    rounds: int
+    # One round of figure 1's and figure 8's ingest load.
     ingest_seconds: int
     routestripe_seconds: int
     fanout_seconds: int
@@ -94,15 +99,13 @@ class Profile:
     ceiling_seconds: float
     history_deliveries: int
     history_serve_workers: int
-    # Whether the floors and the peer warm up before their measured load (the smoke run
-    # leaves it out: it only proves the harness).
-    new_warmups: bool
 
 
 FULL = Profile(
     name="full",
     warmup=3,
-    ingest_seconds=15,
+    rounds=3,
+    ingest_seconds=8,
     routestripe_seconds=10,
     fanout_seconds=8,
     connections=32,
@@ -125,11 +128,11 @@ FULL = Profile(
     ceiling_seconds=5.0,
     history_deliveries=1_000_000,
     history_serve_workers=2,
-    new_warmups=True,
 )
 SMOKE = Profile(
     name="smoke",
     warmup=1,
+    rounds=2,
     ingest_seconds=1,
     routestripe_seconds=1,
     fanout_seconds=1,
@@ -153,7 +156,6 @@ SMOKE = Profile(
     ceiling_seconds=0.5,
     history_deliveries=3_000,
     history_serve_workers=2,
-    new_warmups=False,
 )
 FANOUT = (1, 10, 100)
 # What `--only` may name, in the order a run measures them.
@@ -441,55 +443,131 @@ class Run:
             )
         )
 
-    async def ingest_and_fanout(self, subscriber_url: str) -> None:
-        """Figures 1, 5 (serve) and 6."""
-        serve, port = self.start_relay("relay-serve", "serve", "--no-dispatcher")
-        memory = MemorySampler(serve.pid)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with admin_client(base) as api:
-                three = self.three
-                started = time.monotonic()
-                relay = await self.measure_ingest(
-                    f"{base}/ingest/bringg", "bringg", self.profile.ingest_seconds
-                )
-                serve_peak = memory.peak_mb(started, time.monotonic())
-                batches = await self.measure_ingest(
-                    f"{base}/ingest/routestripe", "routestripe", self.profile.routestripe_seconds
-                )
-                self.figures["ingest"] = {
-                    "relay_per_s": relay["per_second"],
-                    "relay_answered": relay["ok"],
-                    "relay_failed": relay["failed"],
-                    "relay_p50_ms": relay["p50_ms"],
-                    "relay_p99_ms": relay["p99_ms"],
-                    "routestripe_requests_per_s": batches["per_second"],
-                    "routestripe_events_per_s": batches["per_second"] * ROUTESTRIPE_BATCH,
-                    "subscriptions": len(three),
-                }
-                self.figures["memory"] = {"serve_peak_mb": serve_peak}
+    async def alternate(
+        self, contenders: dict[str, str], seconds: int
+    ) -> dict[str, list[dict[str, float]]]:
+        """Each contender's ingest under the same load, in rounds: every round loads each one
+        in turn, the order reversed from one round to the next. This host's speed drifts by
+        half from one minute to the next, so a figure and its floor measured a minute apart
+        can say anything; measured seconds apart, round after round, a drift falls on both."""
+        for url in contenders.values():
+            await self.load(url, "bringg", self.profile.warmup)
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
+        names = list(contenders)
+        for number in range(self.profile.rounds):
+            for name in names if number % 2 == 0 else reversed(names):
+                results[name].append(await self.load(contenders[name], "bringg", seconds))
+        return results
 
-                for subscription in three:
-                    await self.set_matching(api, subscription, matching=False)
-                fanout_subscriptions = [
-                    await self.subscription(api, subscriber_url, matching=False)
-                    for _ in range(max(FANOUT))
-                ]
-                # Up and down again, keeping each count's best run: 9 extra rows change a
-                # request's time by a few percent, which one disturbed run can hide.
-                best: dict[int, float] = {}
-                active = 0
-                for count in (*FANOUT, *reversed(FANOUT)):
-                    for subscription in fanout_subscriptions[count:active]:
-                        await self.set_matching(api, subscription, matching=False)
-                    for subscription in fanout_subscriptions[active:count]:
-                        await self.set_matching(api, subscription, matching=True)
-                    active = count
-                    result = await self.measure_ingest(
-                        f"{base}/ingest/bringg", "bringg", self.profile.fanout_seconds
+    def start_floor(self, name: str, module: str, *options: str) -> tuple[Process, int]:
+        port = free_port()
+        floor = self.start(
+            f"ingest-floor-{name}",
+            [
+                sys.executable,
+                "-m",
+                module,
+                f"--database-url={self.database_url}",
+                f"--port={port}",
+                f"--pool-size={Settings.model_fields['db_pool_size'].default}",
+                *options,
+            ],
+        )
+        floor.wait_listening(port)
+        return floor, port
+
+    async def ingest_and_floors(self, subscriber_url: str, *, relay: bool, floors: bool) -> None:
+        """Figure 1: `relay serve --no-dispatcher` and its floors in alternating rounds (the
+        naive floor, one INSERT of the body; the same-rows floor, the relay's own rows in its
+        own tables in one statement with pg_notify; the same without pg_notify), all up at
+        once, each idle while another is loaded. Then, against the same relay, figure 6's
+        fan-out and the RouteStripe batches; figure 5's serve memory is the relay's peak."""
+        modules = {
+            "naive": ("bench.floor",),
+            "same_rows": ("bench.same_rows_floor", f"--sample={self.sample_path}"),
+            "same_rows_no_notify": (
+                "bench.same_rows_floor",
+                f"--sample={self.sample_path}",
+                "--no-notify",
+            ),
+        }
+        contenders: dict[str, str] = {}
+        samplers: dict[str, MemorySampler] = {}
+        started: list[Process] = []
+        try:
+            if relay:
+                serve, port = self.start_relay("relay-serve", "serve", "--no-dispatcher")
+                started.append(serve)
+                samplers["relay"] = MemorySampler(serve.pid)
+                contenders["relay"] = f"http://127.0.0.1:{port}/ingest/bringg"
+            if floors:
+                for name, (module, *options) in modules.items():
+                    floor, port = self.start_floor(name, module, *options)
+                    started.append(floor)
+                    samplers[name] = MemorySampler(floor.pid)
+                    contenders[name] = f"http://127.0.0.1:{port}/ingest/bringg"
+            rounds = await self.alternate(contenders, self.profile.ingest_seconds)
+            if relay:
+                self.figures["ingest"] = {
+                    f"relay_{key}": value for key, value in _rounds_summary(rounds["relay"]).items()
+                } | {"subscriptions": len(self.three)}
+                self.figures.setdefault("memory", {})["serve_peak_mb"] = samplers["relay"].peak_mb()
+                await self.routestripe_and_fanout(
+                    contenders["relay"].removesuffix("/ingest/bringg"), subscriber_url
+                )
+            if floors:
+                figure: dict[str, Any] = {}
+                for name in modules:
+                    for key, value in _rounds_summary(rounds[name]).items():
+                        figure[f"{name}_{key}"] = value
+                self.figures.setdefault("memory", {})["serve_floor_mb"] = samplers[
+                    "naive"
+                ].peak_mb()
+                async with self.db() as connection:
+                    figure["same_rows_deliveries"] = await connection.fetchval(
+                        "SELECT count(*) FROM deliveries WHERE id LIKE 'dlv_sr%'"
                     )
-                    best[count] = max(best.get(count, 0.0), result["per_second"])
-                runs = [
+                self.figures["floors"] = figure
+        finally:
+            for sampler in samplers.values():
+                sampler.stop()
+            for process in started:
+                self.stop(process)
+        async with self.db() as connection:
+            # What figure 1 wrote is history, not a backlog for the figures after.
+            await self.close_pending(connection)
+
+    async def routestripe_and_fanout(self, base: str, subscriber_url: str) -> None:
+        """The RouteStripe batches (figure 1's events/s), and figure 6."""
+        batches = await self.measure_ingest(
+            f"{base}/ingest/routestripe", "routestripe", self.profile.routestripe_seconds
+        )
+        self.figures["ingest"] |= {
+            "routestripe_requests_per_s": batches["per_second"],
+            "routestripe_events_per_s": batches["per_second"] * ROUTESTRIPE_BATCH,
+        }
+        async with admin_client(base) as api:
+            await self.quiet(api)
+            fanout_subscriptions = [
+                await self.subscription(api, subscriber_url, matching=False)
+                for _ in range(max(FANOUT))
+            ]
+            # Up and down again, keeping each count's best run: 9 extra rows change a
+            # request's time by a few percent, which one disturbed run can hide.
+            best: dict[int, float] = {}
+            active = 0
+            for count in (*FANOUT, *reversed(FANOUT)):
+                for subscription in fanout_subscriptions[count:active]:
+                    await self.set_matching(api, subscription, matching=False)
+                for subscription in fanout_subscriptions[active:count]:
+                    await self.set_matching(api, subscription, matching=True)
+                active = count
+                result = await self.measure_ingest(
+                    f"{base}/ingest/bringg", "bringg", self.profile.fanout_seconds
+                )
+                best[count] = max(best.get(count, 0.0), result["per_second"])
+            self.figures["fanout"] = {
+                "runs": [
                     {
                         "subscriptions": count,
                         "per_s": best[count],
@@ -497,108 +575,110 @@ class Run:
                     }
                     for count in FANOUT
                 ]
-                self.figures["fanout"] = {"runs": runs}
-                for subscription in fanout_subscriptions:
-                    await self.set_matching(api, subscription, matching=False)
-        finally:
-            memory.stop()
-            self.stop(serve)
+            }
+            await self.quiet(api)
 
-    async def floors(self) -> None:
-        """Figure 1's floors, each against the same load: the naive floor (one INSERT of the
-        body), the same-rows floor (the relay's own rows in its own tables, one statement, with
-        pg_notify) and the same-rows floor without pg_notify."""
-        pool_size = f"--pool-size={Settings.model_fields['db_pool_size'].default}"
-        floors = {
-            "naive": ["bench.floor"],
-            "same_rows": ["bench.same_rows_floor", f"--sample={self.sample_path}"],
-            "same_rows_no_notify": [
-                "bench.same_rows_floor",
-                f"--sample={self.sample_path}",
-                "--no-notify",
-            ],
-        }
-        figure: dict[str, float] = {}
-        for name, (module, *options) in floors.items():
-            port = free_port()
-            floor = self.start(
-                f"ingest-floor-{name}",
-                [
-                    sys.executable,
-                    "-m",
-                    module,
-                    f"--database-url={self.database_url}",
-                    f"--port={port}",
-                    pool_size,
-                    *options,
-                ],
-            )
-            memory = MemorySampler(floor.pid)
-            try:
-                floor.wait_listening(port)
-                result = await self.measure_ingest(
-                    f"http://127.0.0.1:{port}/ingest/bringg",
-                    "bringg",
-                    self.profile.ingest_seconds,
-                    warmup=self.profile.new_warmups,
-                )
-            finally:
-                memory.stop()
-                self.stop(floor)
-            figure[f"{name}_per_s"] = result["per_second"]
-            figure[f"{name}_failed"] = result["failed"]
-            figure[f"{name}_p50_ms"] = result["p50_ms"]
-            figure[f"{name}_p99_ms"] = result["p99_ms"]
-            if name == "naive":
-                self.figures.setdefault("memory", {})["serve_floor_mb"] = memory.peak_mb()
-        async with self.db() as connection:
-            figure["same_rows_deliveries"] = await connection.fetchval(
-                "SELECT count(*) FROM deliveries WHERE id LIKE 'dlv_sr%'"
-            )
-            # Its deliveries are history, not a backlog for the figures after.
-            await self.close_pending(connection)
-        self.figures["floors"] = figure
-
-    async def dispatch(self, subscription_id: str, subscriber_url: str) -> None:
-        """Figure 2 and the worker's half of figure 5."""
+    async def dispatch(
+        self, subscription_id: str, subscriber_url: str, subscriber_pid: int
+    ) -> None:
+        """Figure 2 and the worker's half of figure 5: one `relay worker` draining a backlog,
+        and the dispatch floor posting the same bodies, in alternating rounds (see
+        `alternate`), a fresh backlog each round; with the CPU each side, the subscriber and
+        PostgreSQL used per delivery."""
         async with self.db() as connection:
             await self.close_pending(connection)
         worker, _ = self.start_relay("relay-worker", "worker")
         memory = MemorySampler(worker.pid)
+        rounds: list[dict[str, Any]] = []
+        worker_peaks: list[float] = []
+        floor_peaks: list[float] = []
+        bodies_path = self.workdir / "dispatch-bodies.json"
         try:
             async with self.db() as connection:
                 # One delivery first: once it is done, the worker is up and connected.
                 await self.insert_backlog(connection, subscription_id, 1, prefix="dlv_bench_probe")
                 await self.wait_drained(connection, subscription_id, worker, within=60)
-                started = time.monotonic()
-                t0 = await self.insert_backlog(connection, subscription_id, self.profile.backlog)
-                await self.wait_drained(connection, subscription_id, worker, within=300)
-                finished = time.monotonic()
-                row = await connection.fetchrow(
-                    "SELECT max(completed_at) AS last, "
-                    "count(*) FILTER (WHERE status = 'succeeded') AS succeeded "
-                    "FROM deliveries WHERE id LIKE 'dlv_bench_b%'"
-                )
-                bodies = await connection.fetch(
-                    "SELECT e.envelope, e.id AS event_id, e.type AS event_type "
-                    "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
-                    "WHERE d.id LIKE 'dlv_bench_b%' ORDER BY d.id"
-                )
+                for number in range(self.profile.rounds):
+                    prefix = f"dlv_bench_b{number}_"
+                    result: dict[str, Any] = {}
+                    # The floor posts the first round's bodies: the first round drains first.
+                    for side in ("relay", "floor") if number % 2 == 0 else ("floor", "relay"):
+                        if side == "relay":
+                            started = time.monotonic()
+                            cpu = CpuUse(relay=worker.pid, subscriber=subscriber_pid)
+                            cpu.start()
+                            result |= await self.drain(connection, subscription_id, worker, prefix)
+                            result["relay_cpu_ms"] = _per_delivery(cpu.stop(), self.profile.backlog)
+                            worker_peaks.append(memory.peak_mb(started, time.monotonic()))
+                            if number == 0:
+                                await self.write_dispatch_bodies(
+                                    connection, subscription_id, prefix, bodies_path
+                                )
+                        else:
+                            floor_per_s, floor_peak, floor_cpu = await self.dispatch_floor(
+                                subscriber_url, bodies_path, subscriber_pid
+                            )
+                            result["floor_per_s"] = floor_per_s
+                            result["floor_cpu_ms"] = _per_delivery(floor_cpu, self.profile.backlog)
+                            floor_peaks.append(floor_peak)
+                    result["ratio"] = result["relay_per_s"] / result["floor_per_s"]
+                    rounds.append(result)
         finally:
             memory.stop()
             self.stop(worker)
-        seconds = (row["last"] - t0).total_seconds()
         self.figures["dispatch"] = {
             "deliveries": self.profile.backlog,
+            "relay_per_s": statistics.median(result["relay_per_s"] for result in rounds),
+            "floor_per_s": statistics.median(result["floor_per_s"] for result in rounds),
+            # Each round's own ratio: relay and floor measured side by side.
+            "ratio": statistics.median(result["ratio"] for result in rounds),
+            "rounds": rounds,
+        }
+        self.figures.setdefault("memory", {}).update(
+            worker_peak_mb=max(worker_peaks), worker_floor_mb=max(floor_peaks)
+        )
+
+    async def drain(
+        self, connection: asyncpg.Connection, subscription_id: str, worker: Process, prefix: str
+    ) -> dict[str, Any]:
+        """One round of figure 2: a backlog of `backlog` deliveries due at once, drained."""
+        t0 = await self.insert_backlog(
+            connection, subscription_id, self.profile.backlog, prefix=prefix
+        )
+        await self.wait_drained(connection, subscription_id, worker, within=300)
+        row = await connection.fetchrow(
+            "SELECT max(completed_at) AS last, "
+            "count(*) FILTER (WHERE status = 'succeeded') AS succeeded "
+            "FROM deliveries WHERE starts_with(id, $1)",
+            prefix,
+        )
+        seconds = (row["last"] - t0).total_seconds()
+        return {
             "succeeded": row["succeeded"],
             "seconds": seconds,
             "relay_per_s": row["succeeded"] / seconds,
         }
-        self.figures.setdefault("memory", {})["worker_peak_mb"] = memory.peak_mb(started, finished)
 
-        bodies_path = self.workdir / "dispatch-bodies.json"
+    async def write_dispatch_bodies(
+        self, connection: asyncpg.Connection, subscription_id: str, prefix: str, path: Path
+    ) -> None:
+        """What the worker sent in a round, for the floor to send."""
+        bodies = await connection.fetch(
+            "SELECT e.envelope, e.id AS event_id, e.type AS event_type "
+            "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+            "WHERE starts_with(d.id, $1) ORDER BY d.id",
+            prefix,
+        )
         secret = self.secrets[subscription_id]
-        bodies_path.write_bytes(orjson.dumps([{**body, "secret": secret} for body in bodies]))
+        await asyncio.to_thread(
+            path.write_bytes, orjson.dumps([{**body, "secret": secret} for body in bodies])
+        )
+
+    async def dispatch_floor(
+        self, subscriber_url: str, bodies_path: Path, subscriber_pid: int
+    ) -> tuple[float, float, dict[str, float]]:
+        """The dispatch floor posting the bodies once: its deliveries/s, peak RSS and the CPU
+        it, the subscriber and PostgreSQL used (from its start to its exit)."""
         floor = self.start(
             "dispatch-floor",
             [
@@ -611,10 +691,14 @@ class Run:
             ],
         )
         floor_memory = MemorySampler(floor.pid)
+        # The floor's own CPU is what it reports: once it has exited, it cannot be read.
+        cpu = CpuUse(subscriber=subscriber_pid)
+        cpu.start()
         try:
             await asyncio.to_thread(floor.popen.wait, 300)
         finally:
             floor_memory.stop()
+            used = cpu.stop()
             self.stop(floor)
         lines = floor.log_path.read_text().strip().splitlines()
         try:
@@ -623,12 +707,10 @@ class Run:
             raise RuntimeError(
                 "dispatch floor printed no result:\n" + "\n".join(lines[-30:])
             ) from exc
-        if result["ok"] != len(bodies):
+        if result["ok"] != self.profile.backlog:
             raise RuntimeError(f"dispatch floor: {result}")
-        dispatch = self.figures["dispatch"]
-        dispatch["floor_per_s"] = result["ok"] / result["seconds"]
-        dispatch["ratio"] = dispatch["relay_per_s"] / dispatch["floor_per_s"]
-        self.figures.setdefault("memory", {})["worker_floor_mb"] = floor_memory.peak_mb()
+        used["floor"] = result["cpu_seconds"]
+        return result["ok"] / result["seconds"], floor_memory.peak_mb(), used
 
     async def latency(self) -> None:
         """Figure 3: relay serve with its dispatcher, at a steady rate."""
@@ -982,18 +1064,11 @@ class Run:
             worker: Process | None = None
             try:
                 serve.wait_listening(port)
-                ingest = await self.measure_ingest(
-                    f"http://127.0.0.1:{port}/ingest/bringg",
-                    "bringg",
-                    self.profile.ingest_seconds,
-                    warmup=self.profile.new_warmups,
+                peer_ingest, relay_ingest = await self.ingest_beside_peer(
+                    f"http://127.0.0.1:{port}/ingest/bringg"
                 )
-                figure["ingest"] = {
-                    "per_s": ingest["per_second"],
-                    "failed": ingest["failed"],
-                    "p50_ms": ingest["p50_ms"],
-                    "p99_ms": ingest["p99_ms"],
-                }
+                figure["ingest"] = peer_ingest
+                figure["relay_ingest"] = relay_ingest
                 async with await _peer_connection(peer_url) as connection:
                     await connection.execute("TRUNCATE procrastinate_jobs CASCADE")
                 worker = self.start("peer-worker", worker_args)
@@ -1028,6 +1103,27 @@ class Run:
         relay_latency.pop("latencies_ms")
         figure["relay_latency"] = relay_latency
         self.figures["peer"] = figure
+
+    async def ingest_beside_peer(self, peer_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The peer's ingest and a `relay serve --no-dispatcher` of its own with the same 3
+        subscriptions wanting its webhooks, in alternating rounds (see `alternate`)."""
+        serve, port = self.start_relay("relay-serve-beside-peer", "serve", "--no-dispatcher")
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with admin_client(base) as api:
+                await self.quiet(api)
+                for subscription in self.three:
+                    await self.set_matching(api, subscription, matching=True)
+                rounds = await self.alternate(
+                    {"relay": f"{base}/ingest/bringg", "peer": peer_url},
+                    self.profile.ingest_seconds,
+                )
+                await self.quiet(api)
+        finally:
+            self.stop(serve)
+        async with self.db() as connection:
+            await self.close_pending(connection)
+        return _rounds_summary(rounds["peer"]), _rounds_summary(rounds["relay"])
 
     async def peer_dispatch(
         self, peer_url: str, worker: Process, subscriber_url: str
@@ -1414,6 +1510,22 @@ def _latency_figure(raw: dict[str, Any], name: str) -> dict[str, Any]:
     }
 
 
+def _per_delivery(used: dict[str, float], deliveries: int) -> dict[str, float]:
+    return {name: seconds * 1000 / deliveries for name, seconds in used.items()}
+
+
+def _rounds_summary(rounds: list[dict[str, float]]) -> dict[str, Any]:
+    """A contender's rounds as one figure: the median round's, and every round's rate."""
+    return {
+        "per_s": statistics.median(result["per_second"] for result in rounds),
+        "rounds_per_s": [result["per_second"] for result in rounds],
+        "answered": sum(result["ok"] for result in rounds),
+        "failed": sum(result["failed"] for result in rounds),
+        "p50_ms": statistics.median(result["p50_ms"] for result in rounds),
+        "p99_ms": statistics.median(result["p99_ms"] for result in rounds),
+    }
+
+
 def admin_client(base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
@@ -1482,15 +1594,17 @@ async def run(
 
             step("sources, subscriptions and one sample webhook")
             await bench.setup(subscriber_url)
-            if "ingest" in only:
-                step("figures 1, 5, 6: ingest and fan-out against relay serve --no-dispatcher")
-                await bench.ingest_and_fanout(subscriber_url)
-            if "floor" in only:
-                step("figure 1: the naive and the same-rows ingest floors")
-                await bench.floors()
+            if "ingest" in only or "floor" in only:
+                step(
+                    "figures 1, 5, 6: relay serve --no-dispatcher and the ingest floors in "
+                    f"{profile.rounds} alternating rounds; fan-out"
+                )
+                await bench.ingest_and_floors(
+                    subscriber_url, relay="ingest" in only, floors="floor" in only
+                )
             if "dispatch" in only:
                 step(f"figures 2, 5: relay worker draining {profile.backlog} deliveries, floor")
-                await bench.dispatch(bench.backlog_subscription, subscriber_url)
+                await bench.dispatch(bench.backlog_subscription, subscriber_url, subscriber.pid)
             if "scaling" in only:
                 step(
                     f"figures 9, 10: {profile.scaling_backlog} deliveries drained by "
