@@ -43,9 +43,11 @@ class CountingGroupCommit(GroupCommit):
     def __init__(self, engine: AsyncEngine, **options: Any) -> None:
         super().__init__(engine, on_stored=lambda: None, **options)
         self.statements: list[int] = []
+        self.statement_started = asyncio.Event()
 
     async def _execute(self, webhooks: list[WebhookToStore]) -> list[StoredWebhook | None]:
         self.statements.append(len(webhooks))
+        self.statement_started.set()
         return await super()._execute(webhooks)
 
 
@@ -115,16 +117,26 @@ async def test_webhooks_arriving_together_share_one_statement_and_a_lone_one_wai
     assert len(lone.event_ids) == 1
     assert group.statements == [1]
 
-    # The first starts its statement at once; the forty behind it queue while it runs, and
-    # the next statement takes them all.
+    # Arriving in one turn of the event loop, all 41 go in the statement the first started.
     results = await asyncio.gather(
         *(group.store(_webhook(source["id"], version, key=f"k{n}")) for n in range(41))
     )
-    assert group.statements == [1, 1, 40]
+    assert group.statements == [1, 41]
+    assert all(result is not None and result.verdict == "accepted" for result in results)
+
+    # Arriving while a statement runs, forty queue, and the next statement takes them all.
+    group.statement_started.clear()
+    running = asyncio.create_task(group.store(_webhook(source["id"], version, key="first")))
+    await group.statement_started.wait()
+    results = await asyncio.gather(
+        *(group.store(_webhook(source["id"], version, key=f"q{n}")) for n in range(40))
+    )
+    assert await running is not None
+    assert group.statements == [1, 41, 1, 40]
     assert all(result is not None and result.verdict == "accepted" for result in results)
     async with autocommit.connect() as connection:
         stored = await connection.scalar(text("SELECT count(*) FROM events"))
-    assert stored == 42
+    assert stored == 83
 
 
 async def test_two_webhooks_with_one_key_in_one_statement_store_the_first(
@@ -139,7 +151,7 @@ async def test_two_webhooks_with_one_key_in_one_statement_store_the_first(
         group.store(_webhook(source["id"], version, key="same")),
         group.store(_webhook(source["id"], version, key="same")),
     )
-    assert group.statements == [1, 2]
+    assert group.statements == [3]
     assert first is not None
     assert second is not None
     assert third is not None

@@ -8,7 +8,11 @@ statement is paid once per batch.
 No webhook waits for a timer. A webhook that finds fewer than `max_in_flight` statements
 running starts one at once (a lone webhook goes straight to the database); one that finds them
 all busy waits in the queue, and the next statement to finish takes the whole queue with it.
-So batches grow only under load, exactly as large as the database makes them.
+So batches grow only under load, exactly as large as the database makes them. A statement takes
+its batch when its task first runs, not when it is started: the webhooks read in the same turn
+of the event loop go together. Taken when started, the first of 32 clients answered together
+went alone, the second too, and the other 30 waited behind them: under figure 1's load the
+median statement carried one webhook, and `relay serve` stored 14 % fewer webhooks a second.
 """
 
 from __future__ import annotations
@@ -60,8 +64,7 @@ class GroupCommit:
         return await asyncio.shield(future)
 
     def _start_next(self) -> None:
-        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        task = asyncio.create_task(self._write(batch), name="relay-ingest-store")
+        task = asyncio.create_task(self._write_next(), name="relay-ingest-store")
         self._running.add(task)
         task.add_done_callback(self._finished)
 
@@ -69,6 +72,12 @@ class GroupCommit:
         self._running.discard(task)
         if self._queue and len(self._running) < self.max_in_flight:
             self._start_next()
+
+    async def _write_next(self) -> None:
+        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        # Another statement started in the same turn may have taken them all.
+        if batch:
+            await self._write(batch)
 
     async def _write(self, batch: Sequence[_Waiting]) -> None:
         try:
