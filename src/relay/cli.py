@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 import uvicorn
-import uvloop
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
@@ -186,9 +185,7 @@ def worker(
     if metrics_port is not None:
         start_http_server(metrics_port, addr=settings.host, registry=process_default().registry)
     settle_startup_objects()
-    # uvloop, as `relay serve` runs on (uvicorn picks it): on asyncio's own loop the worker
-    # spent a third more CPU per delivery (1.44 against 1.09 ms, docs/benchmarks.md).
-    uvloop.run(_run_worker(settings, url))
+    asyncio.run(_run_worker(settings, url))
 
 
 async def _run_worker(settings: Settings, url: str) -> None:

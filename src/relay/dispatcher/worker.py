@@ -121,11 +121,7 @@ class Dispatcher:
         )
         listen_task = asyncio.create_task(listener.run(), name="relay-listener")
         upkeep_task = asyncio.create_task(self._upkeep_loop(), name="relay-upkeep")
-        log.info(
-            "dispatcher_started",
-            worker=self.name,
-            event_loop=type(asyncio.get_running_loop()).__module__,
-        )
+        log.info("dispatcher_started", worker=self.name)
         try:
             await self._claim_loop()
         finally:
