@@ -297,7 +297,7 @@ def _dispatch_cpu_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     costs shows beside the floor, which has none, on the cores they all share."""
 
     def cpu(side: str, process: str) -> float:
-        return statistics.median(round_[f"{side}_cpu_ms"][process] for round_ in rounds)
+        return float(statistics.median(round_[f"{side}_cpu_ms"][process] for round_ in rounds))
 
     return _row(
         "2 CPU per delivery, ms: sender (worker / floor) + PostgreSQL + subscriber",

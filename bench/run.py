@@ -348,11 +348,8 @@ class Run:
             "p99_ms": p99,
         }
 
-    async def measure_ingest(
-        self, url: str, kind: str, seconds: int, *, warmup: bool = True
-    ) -> dict[str, float]:
-        if warmup:
-            await self.load(url, kind, self.profile.warmup)
+    async def measure_ingest(self, url: str, kind: str, seconds: int) -> dict[str, float]:
+        await self.load(url, kind, self.profile.warmup)
         return await self.load(url, kind, seconds)
 
     # Figures
@@ -492,19 +489,23 @@ class Run:
             ),
         }
         contenders: dict[str, str] = {}
+        # Figure 5 reads the relay's memory and, for scale, the naive floor's.
         samplers: dict[str, MemorySampler] = {}
         started: list[Process] = []
+        relay_base = ""
         try:
             if relay:
                 serve, port = self.start_relay("relay-serve", "serve", "--no-dispatcher")
                 started.append(serve)
                 samplers["relay"] = MemorySampler(serve.pid)
-                contenders["relay"] = f"http://127.0.0.1:{port}/ingest/bringg"
+                relay_base = f"http://127.0.0.1:{port}"
+                contenders["relay"] = f"{relay_base}/ingest/bringg"
             if floors:
                 for name, (module, *options) in modules.items():
                     floor, port = self.start_floor(name, module, *options)
                     started.append(floor)
-                    samplers[name] = MemorySampler(floor.pid)
+                    if name == "naive":
+                        samplers[name] = MemorySampler(floor.pid)
                     contenders[name] = f"http://127.0.0.1:{port}/ingest/bringg"
             rounds = await self.alternate(contenders, self.profile.ingest_seconds)
             if relay:
@@ -512,9 +513,7 @@ class Run:
                     f"relay_{key}": value for key, value in _rounds_summary(rounds["relay"]).items()
                 } | {"subscriptions": len(self.three)}
                 self.figures.setdefault("memory", {})["serve_peak_mb"] = samplers["relay"].peak_mb()
-                await self.routestripe_and_fanout(
-                    contenders["relay"].removesuffix("/ingest/bringg"), subscriber_url
-                )
+                await self.routestripe_and_fanout(relay_base, subscriber_url)
             if floors:
                 figure: dict[str, Any] = {}
                 for name in modules:
@@ -603,24 +602,22 @@ class Run:
                     result: dict[str, Any] = {}
                     # The floor posts the first round's bodies: the first round drains first.
                     for side in ("relay", "floor") if number % 2 == 0 else ("floor", "relay"):
-                        if side == "relay":
-                            started = time.monotonic()
-                            cpu = CpuUse(relay=worker.pid, subscriber=subscriber_pid)
-                            cpu.start()
-                            result |= await self.drain(connection, subscription_id, worker, prefix)
-                            result["relay_cpu_ms"] = _per_delivery(cpu.stop(), self.profile.backlog)
-                            worker_peaks.append(memory.peak_mb(started, time.monotonic()))
-                            if number == 0:
-                                await self.write_dispatch_bodies(
-                                    connection, subscription_id, prefix, bodies_path
-                                )
-                        else:
-                            floor_per_s, floor_peak, floor_cpu = await self.dispatch_floor(
+                        if side == "floor":
+                            floor, floor_peak = await self.dispatch_floor(
                                 subscriber_url, bodies_path, subscriber_pid
                             )
-                            result["floor_per_s"] = floor_per_s
-                            result["floor_cpu_ms"] = _per_delivery(floor_cpu, self.profile.backlog)
+                            result |= floor
                             floor_peaks.append(floor_peak)
+                            continue
+                        drained, worker_peak = await self.drain(
+                            connection, subscription_id, worker, prefix, memory, subscriber_pid
+                        )
+                        result |= drained
+                        worker_peaks.append(worker_peak)
+                        if number == 0:
+                            await self.write_dispatch_bodies(
+                                connection, subscription_id, prefix, bodies_path
+                            )
                     result["ratio"] = result["relay_per_s"] / result["floor_per_s"]
                     rounds.append(result)
         finally:
@@ -639,9 +636,19 @@ class Run:
         )
 
     async def drain(
-        self, connection: asyncpg.Connection, subscription_id: str, worker: Process, prefix: str
-    ) -> dict[str, Any]:
-        """One round of figure 2: a backlog of `backlog` deliveries due at once, drained."""
+        self,
+        connection: asyncpg.Connection,
+        subscription_id: str,
+        worker: Process,
+        prefix: str,
+        memory: MemorySampler,
+        subscriber_pid: int,
+    ) -> tuple[dict[str, Any], float]:
+        """One round of figure 2: a backlog of `backlog` deliveries due at once, drained; with
+        the CPU the worker, the subscriber and PostgreSQL used, and the worker's peak RSS."""
+        started = time.monotonic()
+        cpu = CpuUse(relay=worker.pid, subscriber=subscriber_pid)
+        cpu.start()
         t0 = await self.insert_backlog(
             connection, subscription_id, self.profile.backlog, prefix=prefix
         )
@@ -652,12 +659,15 @@ class Run:
             "FROM deliveries WHERE starts_with(id, $1)",
             prefix,
         )
+        used = cpu.stop()
         seconds = (row["last"] - t0).total_seconds()
-        return {
+        drained = {
             "succeeded": row["succeeded"],
             "seconds": seconds,
             "relay_per_s": row["succeeded"] / seconds,
+            "relay_cpu_ms": _per_delivery(used, self.profile.backlog),
         }
+        return drained, memory.peak_mb(started, time.monotonic())
 
     async def write_dispatch_bodies(
         self, connection: asyncpg.Connection, subscription_id: str, prefix: str, path: Path
@@ -676,9 +686,9 @@ class Run:
 
     async def dispatch_floor(
         self, subscriber_url: str, bodies_path: Path, subscriber_pid: int
-    ) -> tuple[float, float, dict[str, float]]:
-        """The dispatch floor posting the bodies once: its deliveries/s, peak RSS and the CPU
-        it, the subscriber and PostgreSQL used (from its start to its exit)."""
+    ) -> tuple[dict[str, Any], float]:
+        """The dispatch floor posting the bodies once: its deliveries/s and the CPU it, the
+        subscriber and PostgreSQL used (from its start to its exit), and its peak RSS."""
         floor = self.start(
             "dispatch-floor",
             [
@@ -710,7 +720,11 @@ class Run:
         if result["ok"] != self.profile.backlog:
             raise RuntimeError(f"dispatch floor: {result}")
         used["floor"] = result["cpu_seconds"]
-        return result["ok"] / result["seconds"], floor_memory.peak_mb(), used
+        posted = {
+            "floor_per_s": result["ok"] / result["seconds"],
+            "floor_cpu_ms": _per_delivery(used, self.profile.backlog),
+        }
+        return posted, floor_memory.peak_mb()
 
     async def latency(self) -> None:
         """Figure 3: relay serve with its dispatcher, at a steady rate."""

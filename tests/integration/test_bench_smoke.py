@@ -20,6 +20,11 @@ from tests.conftest import DatabaseServer
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _median_ratio(values: list[float], floors: list[float]) -> float:
+    """The median of each round's own ratio, as a run reports it."""
+    return statistics.median(value / floor for value, floor in zip(values, floors, strict=True))
+
+
 @pytest.mark.timeout(240)
 def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path: Path) -> None:
     results = tmp_path / "results"
@@ -66,16 +71,10 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
         assert all(rate > 0 for rate in floors[f"{floor}_rounds_per_s"]), floor
     assert floors["naive_per_s"] == ingest["floor_per_s"]
     assert ingest["ratio"] == pytest.approx(
-        statistics.median(
-            relay / floor
-            for relay, floor in zip(relay_rounds, floors["naive_rounds_per_s"], strict=True)
-        )
+        _median_ratio(relay_rounds, floors["naive_rounds_per_s"])
     )
     assert ingest["same_rows_ratio"] == pytest.approx(
-        statistics.median(
-            relay / floor
-            for relay, floor in zip(relay_rounds, floors["same_rows_rounds_per_s"], strict=True)
-        )
+        _median_ratio(relay_rounds, floors["same_rows_rounds_per_s"])
     )
     assert 0 < ingest["relay_p50_ms"] <= ingest["relay_p99_ms"]
     # Every webhook the same-rows floors answered 200 wrote its 3 deliveries.
@@ -123,11 +122,7 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
     beside_peer = peer["relay_ingest"]["rounds_per_s"]
     assert len(peer_rounds) == len(beside_peer) == 2
     assert all(rate > 0 for rate in peer_rounds + beside_peer)
-    assert peer["ingest_ratio"] == pytest.approx(
-        statistics.median(
-            relay / other for relay, other in zip(beside_peer, peer_rounds, strict=True)
-        )
-    )
+    assert peer["ingest_ratio"] == pytest.approx(_median_ratio(beside_peer, peer_rounds))
     assert peer["dispatch"]["drained"] is True
     assert peer["dispatch"]["succeeded"] == peer["dispatch"]["deliveries"] == 50
     assert peer["dispatch_ratio"] == pytest.approx(
