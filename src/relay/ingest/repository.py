@@ -20,6 +20,7 @@ from sqlalchemy import ARRAY, DateTime, LargeBinary, String, bindparam, select, 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from relay.core.jsonutil import dumps
+from relay.db.driver import DriverStatement, fetch
 from relay.ingest.models import RequestLog
 from relay.outbox.states import TAKES_NEW_DELIVERIES, liveness_in_sql
 from relay.outbox.transitions import (
@@ -256,6 +257,8 @@ _STORE = text(
     bindparam("delivery_event_timestamps", type_=ARRAY(DateTime(timezone=True))),
     bindparam("keys", type_=ARRAY(String())),
 )
+# Run hundreds of times a second: by the driver itself (see db/driver.py).
+_STORE_BY_DRIVER = DriverStatement.of(_STORE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,11 +349,11 @@ class IngestRepository:
             **planned_params([item for webhook in webhooks for item in webhook.deliveries]),
         }
         results = {
-            result.id: StoredWebhook(
-                verdict=result.verdict,
-                event_ids=list(result.event_ids),
-                deliveries=result.deliveries,
+            result["id"]: StoredWebhook(
+                verdict=result["verdict"],
+                event_ids=list(result["event_ids"]),
+                deliveries=result["deliveries"],
             )
-            for result in await self.connection.execute(_STORE, params)
+            for result in await fetch(self.connection, _STORE_BY_DRIVER, params)
         }
         return [results.get(row.id) for row in rows]

@@ -19,11 +19,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.core.logging import get_logger
+from relay.db.driver import DriverStatement, fetch
 from relay.outbox.transitions import NOTIFY_CHANNEL
 
 log = get_logger(__name__)
 
-_NOTIFY = text("SELECT pg_notify(:channel, :origin)")
+# Sent up to once per ingest statement: by the driver itself (see db/driver.py).
+_NOTIFY = DriverStatement.of(text("SELECT pg_notify(:channel, :origin)"))
 
 
 class DeliveryWakeup:
@@ -57,8 +59,8 @@ class DeliveryWakeup:
                 self._again = False
                 try:
                     async with self.engine.connect() as connection:
-                        await connection.execute(
-                            _NOTIFY, {"channel": NOTIFY_CHANNEL, "origin": self.origin}
+                        await fetch(
+                            connection, _NOTIFY, {"channel": NOTIFY_CHANNEL, "origin": self.origin}
                         )
                 except Exception as exc:
                     log.warning("wakeup_notify_failed", error=type(exc).__name__)
