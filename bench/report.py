@@ -230,6 +230,11 @@ def _scale_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
             True,
         )
     ]
+    rows.append(
+        _failed_attempts_row(
+            "9 attempts that failed, all drains", [run["failed_attempts"] for run in runs]
+        )
+    )
     ceiling = figures.get("claim_ceiling")
     if ceiling:
         claims = ceiling["runs"]
@@ -311,6 +316,23 @@ def _dispatch_cpu_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
+def _failed_attempts_row(figure: str, failures: list[dict[str, int]]) -> dict[str, Any]:
+    """The drains' failed attempts by error: to a healthy local subscriber there should be
+    none, and each costs its delivery a retry delay (issue 16's ReadErrors)."""
+    total: dict[str, int] = {}
+    for counts in failures:
+        for error, count in counts.items():
+            total[error] = total.get(error, 0) + count
+    return _row(
+        f"{figure} (healthy subscriber), by error",
+        ", ".join(f"{count} {error}" for error, count in sorted(total.items())) or "0",
+        "-",
+        None,
+        "none",
+        not total,
+    )
+
+
 def summarize(
     figures: dict[str, Any], *, profile: dict[str, Any], machine: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
@@ -330,6 +352,12 @@ def summarize(
             )
         )
         rows.append(_dispatch_cpu_row(dispatch["rounds"]))
+        rows.append(
+            _failed_attempts_row(
+                "2 attempts that failed, all rounds",
+                [round_["failed_attempts"] for round_ in dispatch["rounds"]],
+            )
+        )
     if "latency" in figures:
         rows.append(_latency_row("3 end-to-end latency", figures["latency"]))
     if "history" in figures:

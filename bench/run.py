@@ -666,6 +666,7 @@ class Run:
             "seconds": seconds,
             "relay_per_s": row["succeeded"] / seconds,
             "relay_cpu_ms": _per_delivery(used, self.profile.backlog),
+            "failed_attempts": await failed_attempts(connection, prefix),
         }
         return drained, memory.peak_mb(started, time.monotonic())
 
@@ -939,9 +940,10 @@ class Run:
                         "SELECT max(completed_at) AS last, "
                         "count(*) FILTER (WHERE status = 'succeeded') AS succeeded, "
                         "sum(attempts) AS attempts "
-                        "FROM deliveries WHERE id LIKE $1",
-                        prefix + "%",
+                        "FROM deliveries WHERE starts_with(id, $1)",
+                        prefix,
                     )
+                    failed = await failed_attempts(connection, prefix)
             finally:
                 for worker in workers:
                     self.stop(worker)
@@ -952,6 +954,7 @@ class Run:
                     "deliveries": self.profile.scaling_backlog,
                     "succeeded": row["succeeded"],
                     "attempts": row["attempts"],
+                    "failed_attempts": failed,
                     "seconds": seconds,
                     "per_s": row["succeeded"] / seconds,
                 }
@@ -1381,6 +1384,18 @@ class Run:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"backlog not drained within {within:g} s")
             await asyncio.sleep(0.1)
+
+
+async def failed_attempts(connection: asyncpg.Connection, prefix: str) -> dict[str, int]:
+    """The attempts of a drain that did not succeed, by error (or status): the subscriber is
+    healthy and local, so any is a fault of the sender (issue 16 saw ReadErrors here)."""
+    rows = await connection.fetch(
+        "SELECT coalesce(error_class, response_status::text, 'none') AS error, count(*) AS n "
+        "FROM delivery_attempts WHERE starts_with(delivery_id, $1) AND outcome <> 'succeeded' "
+        "GROUP BY 1",
+        prefix,
+    )
+    return {row["error"]: row["n"] for row in rows}
 
 
 # Deliveries of the events already in the table, round robin; ids sort in insertion order.

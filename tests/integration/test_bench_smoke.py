@@ -96,6 +96,7 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
         assert min(drained["relay_cpu_ms"].values()) > 0
         assert drained["floor_cpu_ms"]["floor"] > 0
         assert drained["floor_cpu_ms"]["subscriber"] > 0
+        assert all(count > 0 for count in drained["failed_attempts"].values())
     assert dispatch["ratio"] == pytest.approx(
         statistics.median(drained["ratio"] for drained in dispatch["rounds"])
     )
@@ -138,6 +139,7 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
     for scaled in scaling["runs"]:
         assert scaled["succeeded"] == scaled["deliveries"] == 100
         assert scaled["per_s"] > 0
+        assert all(count > 0 for count in scaled["failed_attempts"].values())
     ceiling = figures["claim_ceiling"]
     assert [run["claimers"] for run in ceiling["runs"]] == [1, 2]
     for claimed in ceiling["runs"]:
@@ -152,8 +154,16 @@ def test_smoke_run_writes_every_figure(database_server: DatabaseServer, tmp_path
 
     table = latest["table"]
     assert [row["figure"].split()[0] for row in table] == [
-        *("1", "1", "1", "1", "1", "2", "2", "3", "3", "3", "3", "4", "5", "5", "6", "6"),
-        *("7", "8", "8", "8", "8", "9", "10", "10"),
+        *("1", "1", "1", "1", "1", "2", "2", "2", "3", "3", "3", "3", "4", "5", "5", "6"),
+        *("6", "7", "8", "8", "8", "8", "9", "9", "10", "10"),
+    ]
+    # The failed attempts' rows hold what the drains' attempts say.
+    failures = [row for row in table if "attempts that failed" in row["figure"]]
+    drains = [drained["failed_attempts"] for drained in dispatch["rounds"]]
+    drains += [scaled["failed_attempts"] for scaled in scaling["runs"]]
+    assert [row["met"] for row in failures] == [
+        not any(drains[:2]),
+        not any(drains[2:]),
     ]
     # Autovacuum's ANALYZE, which this machine's PostgreSQL does not run, was done meanwhile.
     assert figures["autoanalyze"]["tables_analyzed"] > 0
