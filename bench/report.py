@@ -328,7 +328,7 @@ def _failed_attempts_row(figure: str, failures: list[dict[str, int]]) -> dict[st
         ", ".join(f"{count} {error}" for error, count in sorted(total.items())) or "0",
         "-",
         None,
-        "none",
+        "no failed attempt",
         not total,
     )
 

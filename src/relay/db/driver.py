@@ -4,8 +4,9 @@ SQLAlchemy's execution layer (execution events, parameter processing, cursor ada
 result object) cost the ingest about a tenth of its CPU per webhook, for statements whose text
 is fixed and whose parameters are plain values: the store statement and the wake-up's NOTIFY.
 Those go to the driver directly. The connection still comes from the engine's pool, with its
-limits and its codecs, and a connection the server dropped is dealt with exactly as SQLAlchemy
-deals with it for the statements it runs (see `fetch`).
+limits and its codecs, and a failure that leaves the connection closed is dealt with as
+SQLAlchemy deals with it for the statements it runs: a database out of reach, and a pool
+replaced (see `fetch`).
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ async def fetch(
     with "another operation is in progress", not with a connection error. It is raised as
     asyncpg's connection error, so that callers answer it as the outage it is (a 503), and the
     pool is cleared as SQLAlchemy clears it for the statements it runs."""
+    arguments = statement.arguments(params)
     driver = (await connection.get_raw_connection()).driver_connection
     assert isinstance(driver, asyncpg.Connection), "the engine's driver is asyncpg"
     try:
-        rows: list[asyncpg.Record] = await driver.fetch(statement.sql, *statement.arguments(params))
+        rows: list[asyncpg.Record] = await driver.fetch(statement.sql, *arguments)
     except Exception as exc:
         if not driver.is_closed():
             raise
@@ -62,7 +64,7 @@ async def fetch(
         # once, without I/O, and has it do exactly that.
         with contextlib.suppress(Exception):
             await connection.exec_driver_sql("SELECT 1")
-        if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+        if isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError):
             raise
         raise asyncpg.ConnectionDoesNotExistError(
             f"the connection closed during the statement: {exc}"
