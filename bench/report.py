@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -319,10 +320,7 @@ def _dispatch_cpu_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def _failed_attempts_row(figure: str, failures: list[dict[str, int]]) -> dict[str, Any]:
     """The drains' failed attempts by error: to a healthy local subscriber there should be
     none, and each costs its delivery a retry delay (issue 16's ReadErrors)."""
-    total: dict[str, int] = {}
-    for counts in failures:
-        for error, count in counts.items():
-            total[error] = total.get(error, 0) + count
+    total = sum(map(Counter, failures), Counter[str]())
     return _row(
         f"{figure} (healthy subscriber), by error",
         ", ".join(f"{count} {error}" for error, count in sorted(total.items())) or "0",

@@ -653,22 +653,17 @@ class Run:
             connection, subscription_id, self.profile.backlog, prefix=prefix
         )
         await self.wait_drained(connection, subscription_id, worker, within=300)
-        row = await connection.fetchrow(
-            "SELECT max(completed_at) AS last, "
-            "count(*) FILTER (WHERE status = 'succeeded') AS succeeded "
-            "FROM deliveries WHERE starts_with(id, $1)",
-            prefix,
-        )
         used = cpu.stop()
-        seconds = (row["last"] - t0).total_seconds()
+        peak = memory.peak_mb(started, time.monotonic())
+        summary = await drain_summary(connection, prefix, t0)
         drained = {
-            "succeeded": row["succeeded"],
-            "seconds": seconds,
-            "relay_per_s": row["succeeded"] / seconds,
+            "succeeded": summary["succeeded"],
+            "seconds": summary["seconds"],
+            "relay_per_s": summary["per_s"],
             "relay_cpu_ms": _per_delivery(used, self.profile.backlog),
-            "failed_attempts": await failed_attempts(connection, prefix),
+            "failed_attempts": summary["failed_attempts"],
         }
-        return drained, memory.peak_mb(started, time.monotonic())
+        return drained, peak
 
     async def write_dispatch_bodies(
         self, connection: asyncpg.Connection, subscription_id: str, prefix: str, path: Path
@@ -936,29 +931,11 @@ class Run:
                         connection, subscription_id, self.profile.scaling_backlog, prefix=prefix
                     )
                     await self.wait_drained(connection, subscription_id, workers[0], within=300)
-                    row = await connection.fetchrow(
-                        "SELECT max(completed_at) AS last, "
-                        "count(*) FILTER (WHERE status = 'succeeded') AS succeeded, "
-                        "sum(attempts) AS attempts "
-                        "FROM deliveries WHERE starts_with(id, $1)",
-                        prefix,
-                    )
-                    failed = await failed_attempts(connection, prefix)
+                    summary = await drain_summary(connection, prefix, t0)
             finally:
                 for worker in workers:
                     self.stop(worker)
-            seconds = (row["last"] - t0).total_seconds()
-            runs.append(
-                {
-                    "workers": count,
-                    "deliveries": self.profile.scaling_backlog,
-                    "succeeded": row["succeeded"],
-                    "attempts": row["attempts"],
-                    "failed_attempts": failed,
-                    "seconds": seconds,
-                    "per_s": row["succeeded"] / seconds,
-                }
-            )
+            runs.append({"workers": count, "deliveries": self.profile.scaling_backlog} | summary)
         self.figures["scaling"] = {"runs": runs}
         await self.claim_ceiling()
 
@@ -1386,16 +1363,34 @@ class Run:
             await asyncio.sleep(0.1)
 
 
-async def failed_attempts(connection: asyncpg.Connection, prefix: str) -> dict[str, int]:
-    """The attempts of a drain that did not succeed, by error (or status): the subscriber is
-    healthy and local, so any is a fault of the sender (issue 16 saw ReadErrors here)."""
-    rows = await connection.fetch(
+async def drain_summary(
+    connection: asyncpg.Connection, prefix: str, inserted_at: datetime
+) -> dict[str, Any]:
+    """What a drained backlog (the deliveries whose ids start with `prefix`, due from
+    `inserted_at`) came to, timed to its last completion; with the attempts that did not
+    succeed, by error (or status): the subscriber is healthy and local, so any is a fault of
+    the sender (issue 16 saw ReadErrors here)."""
+    row = await connection.fetchrow(
+        "SELECT max(completed_at) AS last, "
+        "count(*) FILTER (WHERE status = 'succeeded') AS succeeded, "
+        "sum(attempts) AS attempts "
+        "FROM deliveries WHERE starts_with(id, $1)",
+        prefix,
+    )
+    failed = await connection.fetch(
         "SELECT coalesce(error_class, response_status::text, 'none') AS error, count(*) AS n "
         "FROM delivery_attempts WHERE starts_with(delivery_id, $1) AND outcome <> 'succeeded' "
         "GROUP BY 1",
         prefix,
     )
-    return {row["error"]: row["n"] for row in rows}
+    seconds = (row["last"] - inserted_at).total_seconds()
+    return {
+        "succeeded": row["succeeded"],
+        "attempts": row["attempts"],
+        "failed_attempts": {failure["error"]: failure["n"] for failure in failed},
+        "seconds": seconds,
+        "per_s": row["succeeded"] / seconds,
+    }
 
 
 # Deliveries of the events already in the table, round robin; ids sort in insertion order.
