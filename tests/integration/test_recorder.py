@@ -7,10 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.dispatcher.recorder import OutcomeRecorder
@@ -56,7 +56,8 @@ async def test_one_bad_row_costs_only_its_own_outcome(
     )
 
     assert outcomes[:5] == ["succeeded"] * 5
-    assert isinstance(outcomes[5], IntegrityError)
+    # A batch of successes is written by the driver itself (transitions.finish_successes).
+    assert isinstance(outcomes[5], asyncpg.ForeignKeyViolationError)
     async with session_factory() as session:
         rows = await session.execute(
             text("SELECT status, locked_by, attempts FROM deliveries ORDER BY id")
@@ -152,3 +153,82 @@ async def test_a_batch_of_failures_counts_per_subscription_and_logs_what_each_de
     assert disagreeing == 0
     opened = (await client.get(f"/v1/subscriptions/{first['id']}")).json()
     assert opened["state"] == "degraded"
+
+
+async def test_successes_are_logged_whole_and_close_a_counting_breaker_in_the_same_write(
+    client: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await create_routestripe_source(client)
+    healthy = (await client.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/a"})).json()
+    counting = (await client.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/b"})).json()
+    assert (await post_routestripe(client, [visit_event() for _ in range(2)])).status_code == 200
+    claimed = (await claim_now(session_factory, "recorder-test", limit=10)).deliveries
+    assert len(claimed) == 4
+    recorder = OutcomeRecorder(
+        session_factory, POLICY, worker="recorder-test", clock=lambda: datetime.now(UTC)
+    )
+
+    def answered(item: ClaimedDelivery) -> AttemptOutcome:
+        row = attempt_row(item.id, item.subscription_id) | {
+            "request_headers": {"webhook-id": item.event_id, "user-agent": "relay"},
+            "response_headers": {"content-type": "text/plain"},
+            "response_body": "thanks ✓",
+            "duration_ms": 17,
+        }
+        return AttemptOutcome(row, succeeded=True)
+
+    # Healthy subscriptions only: one statement (transitions.finish_successes).
+    first = [item for item in claimed if item.subscription_id == healthy["id"]]
+    statuses = await asyncio.gather(*(recorder.record(answered(item)) for item in first))
+    assert statuses == ["succeeded", "succeeded"]
+    async with session_factory() as session:
+        logged = (
+            await session.execute(
+                text(
+                    "SELECT a.delivery_id, a.outcome, a.request_headers, a.response_headers, "
+                    "a.response_body, a.duration_ms, a.response_status, d.status, d.locked_by, "
+                    "d.completed_at IS NOT NULL AS completed "
+                    "FROM delivery_attempts AS a JOIN deliveries AS d ON d.id = a.delivery_id"
+                )
+            )
+        ).all()
+    assert sorted(row.delivery_id for row in logged) == sorted(item.id for item in first)
+    for row in logged:
+        assert row.outcome == row.status == "succeeded"
+        assert row.request_headers["user-agent"] == "relay"
+        assert row.response_headers == {"content-type": "text/plain"}
+        assert (row.response_body, row.duration_ms, row.response_status) == ("thanks ✓", 17, 200)
+        assert row.locked_by is None
+        assert row.completed
+
+    # Failures counted against the other: its successes reset the count as they are written.
+    async with session_factory() as session:
+        await session.execute(
+            text(
+                "UPDATE subscriptions SET consecutive_failures = 2, failing_since = now() "
+                "WHERE id = :id"
+            ),
+            {"id": counting["id"]},
+        )
+        await session.commit()
+    rest = [item for item in claimed if item.subscription_id == counting["id"]]
+    statuses = await asyncio.gather(*(recorder.record(answered(item)) for item in rest))
+    assert statuses == ["succeeded", "succeeded"]
+    async with session_factory() as session:
+        breaker = (
+            await session.execute(
+                text(
+                    "SELECT consecutive_failures, failing_since FROM subscriptions WHERE id = :id"
+                ),
+                {"id": counting["id"]},
+            )
+        ).one()
+        disagreeing = await session.scalar(
+            text(
+                "SELECT count(*) FROM delivery_attempts AS a "
+                "JOIN deliveries AS d ON d.id = a.delivery_id WHERE a.outcome <> d.status"
+            )
+        )
+        attempts = await session.scalar(text("SELECT count(*) FROM delivery_attempts"))
+    assert tuple(breaker) == (0, None)
+    assert (attempts, disagreeing) == (4, 0)

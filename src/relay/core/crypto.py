@@ -155,7 +155,12 @@ class EncryptedText(TypeDecorator[str]):
         return None if value is None else installed_keyring().encrypt(value)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
-        return None if value is None else installed_keyring().decrypt(value)
+        return None if value is None else decrypt_text(value)
+
+
+def decrypt_text(token: str) -> str:
+    """The text a Fernet token of the installed keyring holds."""
+    return installed_keyring().decrypt(token)
 
 
 def decrypt_json(token: str) -> Any:
@@ -173,9 +178,14 @@ class EncryptedJSON(TypeDecorator[dict[str, Any]]):
         return None if value is None else installed_keyring().encrypt(json.dumps(value))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise EncryptionError("an encrypted JSON column holds a document in the clear")
-        document: dict[str, Any] = decrypt_json(value)
-        return document
+        return decrypt_json_column(value)
+
+
+def decrypt_json_column(value: Any) -> dict[str, Any] | None:
+    """An EncryptedJSON column's document, from the value the driver read."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EncryptionError("an encrypted JSON column holds a document in the clear")
+    document: dict[str, Any] = decrypt_json(value)
+    return document

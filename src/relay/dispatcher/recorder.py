@@ -5,8 +5,10 @@ a transaction of several statements; fifty hanging subscribers timing out togeth
 fifty pooled connections at once, the ones the claim, the other outcomes and the API need. The
 recorder writes all the outcomes that arrived while its previous write ran in one transaction
 instead: the deliveries finished in one statement per kind, one multi-row attempt insert, one
-breaker update for the subscriptions that succeeded and one for those that failed. An idle
-recorder writes a lone outcome at once, so batching adds no wait.
+breaker update for the subscriptions that succeeded and one for those that failed. The usual
+batch, every attempt a success on subscriptions with no breaker to close, is one statement
+in all (transitions.finish_successes). An idle recorder writes a lone outcome at once, so
+batching adds no wait.
 
 A batch that fails is written again one outcome at a time, so one bad row (an event deleted
 meanwhile, a deadlock) costs only its own outcome, not its neighbours'; unless the database
@@ -114,6 +116,13 @@ class OutcomeRecorder:
         async for attempt in retrying_while_unavailable():
             with attempt:
                 now = self.clock()
+                if all(outcome.succeeded for outcome in batch):
+                    async with self.session_factory() as session:
+                        alone = await transitions.finish_successes(
+                            session, batch, worker=self.worker, now=now
+                        )
+                    if alone is not None:
+                        return {key: value.status for key, value in alone.items()}
                 async with self.session_factory() as session:
                     finished = await transitions.finish_attempts(
                         session, batch, worker=self.worker, now=now

@@ -16,7 +16,7 @@ from sqlalchemy import DateTime, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relay.outbox import transitions
-from relay.outbox.states import SubscriptionState
+from relay.outbox.states import BREAKER_TO_CLOSE_SQL, SubscriptionState
 
 
 def _timed(sql: str) -> TextClause:
@@ -70,14 +70,13 @@ _RECORD_FAILURES = _timed(
 )
 
 _RECORD_SUCCESSES = _timed(
-    """
-    UPDATE subscriptions
+    f"""
+    UPDATE subscriptions AS s
     SET consecutive_failures = 0, failing_since = NULL, state = 'active', state_reason = '',
         breaker_open_until = NULL, updated_at = :now
-    WHERE id = ANY(CAST(:ids AS text[])) AND state <> 'disabled'
-      AND (consecutive_failures <> 0 OR state <> 'active' OR breaker_open_until IS NOT NULL)
-    RETURNING id
-    """
+    WHERE s.id = ANY(CAST(:ids AS text[])) AND {BREAKER_TO_CLOSE_SQL.format(s="s")}
+    RETURNING s.id
+    """  # noqa: S608 (formatted only with the outbox's own constants)
 )
 
 _DISABLE = _timed(

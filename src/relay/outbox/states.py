@@ -70,6 +70,14 @@ LIVENESS_RULES: tuple[LivenessRule, ...] = (
     LivenessRule(Liveness.DEGRADED, "{s}.state = 'degraded'", _degraded),
 )
 
+# A subscription whose breaker a success closes: it had failures counted, or is degraded. A
+# disabled one stays disabled (only resuming it re-enables it). Read by the breaker's own
+# update (health.py) and by the outcome writer, which leaves such a subscription to it.
+BREAKER_TO_CLOSE_SQL = (
+    "{s}.state <> 'disabled' AND ({s}.consecutive_failures <> 0 OR {s}.state <> 'active'"
+    " OR {s}.breaker_open_until IS NOT NULL)"
+)
+
 # Which liveness states take new deliveries (fan-out, replay) and which send them now.
 TAKES_NEW_DELIVERIES = frozenset({Liveness.ACTIVE, Liveness.PAUSED, Liveness.DEGRADED})
 HOLDS_DELIVERIES = frozenset({Liveness.PAUSED, Liveness.DEGRADED})

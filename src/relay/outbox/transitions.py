@@ -25,9 +25,16 @@ from sqlalchemy import ARRAY, DateTime, String, TextClause, bindparam, insert, t
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from relay.core.errors import Conflict, NotFound
+from relay.core.jsonutil import dumps
+from relay.db.driver import DriverStatement, fetch
 from relay.outbox.claim import CLAIM_LOCK
 from relay.outbox.models import Delivery, DeliveryAttempt
-from relay.outbox.states import ENDS_PENDING_DELIVERIES, DeliveryStatus, liveness_in_sql
+from relay.outbox.states import (
+    BREAKER_TO_CLOSE_SQL,
+    ENDS_PENDING_DELIVERIES,
+    DeliveryStatus,
+    liveness_in_sql,
+)
 
 NOTIFY_CHANNEL = "relay_deliveries"
 
@@ -148,8 +155,8 @@ _FINISH_FAILED = _timed(
     """  # noqa: S608 (formatted only with the module's own constants)
 ).bindparams(bindparam("next_attempt_ats", type_=ARRAY(DateTime(timezone=True))))
 
-_FINISH_SUCCEEDED = _timed(
-    """
+# A succeeded attempt's result, on a delivery this worker still leases (rows f).
+_SUCCEEDED = """
     UPDATE deliveries AS d
     SET status = 'succeeded', attempts = f.attempts, next_attempt_at = :now,
         last_status_code = f.status_code, last_error = NULL, locked_by = NULL,
@@ -157,7 +164,54 @@ _FINISH_SUCCEEDED = _timed(
     FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS integer[]),
                 CAST(:status_codes AS integer[])) AS f(id, attempts, status_code)
     WHERE d.id = f.id AND d.locked_by = :worker
-    """
+"""
+
+_FINISH_SUCCEEDED = _timed(_SUCCEEDED)
+
+# The usual batch, all successes on healthy subscriptions, in one statement that commits by
+# itself: the deliveries finished and their attempts logged, with no breaker to touch. It
+# writes nothing if one of the subscriptions has a breaker to close, which must close in the
+# same transaction as its held deliveries are released (finish_attempts and the health's
+# record_successes do it all then). A failure counted by another worker after this
+# statement's snapshot is left counted, as if it had come after these successes.
+_FINISH_SUCCEEDED_ALONE = DriverStatement.of(
+    _timed(
+        f"""
+        WITH breaker_to_close AS (
+            SELECT 1 FROM subscriptions AS s
+            WHERE s.id = ANY(CAST(:subscription_ids AS text[]))
+              AND {BREAKER_TO_CLOSE_SQL.format(s="s")}
+            LIMIT 1
+        ),
+        finished AS (
+            {_SUCCEEDED} AND NOT EXISTS (SELECT 1 FROM breaker_to_close)
+        ),
+        logged AS (
+            INSERT INTO delivery_attempts (
+                id, delivery_id, subscription_id, attempt_number, started_at, duration_ms,
+                request_url, request_headers, response_status, response_headers,
+                response_body, error_class, error_message, outcome, decision
+            )
+            SELECT a.id, a.delivery_id, a.subscription_id, a.attempt_number, a.started_at,
+                   a.duration_ms, a.request_url, a.request_headers::jsonb, a.response_status,
+                   a.response_headers::jsonb, a.response_body, a.error_class,
+                   a.error_message, 'succeeded', a.decision
+            FROM unnest(
+                CAST(:attempt_ids AS text[]), CAST(:ids AS text[]),
+                CAST(:subscription_ids AS text[]), CAST(:attempts AS integer[]),
+                CAST(:started_ats AS timestamptz[]), CAST(:durations AS integer[]),
+                CAST(:urls AS text[]), CAST(:request_headers AS text[]),
+                CAST(:status_codes AS integer[]), CAST(:response_headers AS text[]),
+                CAST(:bodies AS text[]), CAST(:error_classes AS text[]),
+                CAST(:error_messages AS text[]), CAST(:decisions AS text[])
+            ) AS a(id, delivery_id, subscription_id, attempt_number, started_at, duration_ms,
+                   request_url, request_headers, response_status, response_headers,
+                   response_body, error_class, error_message, decision)
+            WHERE NOT EXISTS (SELECT 1 FROM breaker_to_close)
+        )
+        SELECT NOT EXISTS (SELECT 1 FROM breaker_to_close) AS written
+        """  # noqa: S608 (formatted only with the outbox's own constants)
+    )
 )
 
 
@@ -250,6 +304,48 @@ async def finish_attempts(
         ],
     )
     return finished
+
+
+async def finish_successes(
+    session: AsyncSession, outcomes: Sequence[AttemptOutcome], *, worker: str, now: datetime
+) -> dict[str, Finished] | None:
+    """Attempts that all succeeded, as finish_attempts writes them, in one statement that
+    commits by itself (`session` must not have begun a transaction). None, with nothing
+    written, when one of their subscriptions has a breaker to close: finish_attempts and the
+    health's record_successes then write them in one transaction."""
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    attempts = [outcome.attempt for outcome in outcomes]
+    rows = await fetch(
+        connection,
+        _FINISH_SUCCEEDED_ALONE,
+        {
+            "now": now,
+            "worker": worker,
+            "ids": [row["delivery_id"] for row in attempts],
+            "attempts": [row["attempt_number"] for row in attempts],
+            "status_codes": [row["response_status"] for row in attempts],
+            "attempt_ids": [row["id"] for row in attempts],
+            "subscription_ids": [row["subscription_id"] for row in attempts],
+            "started_ats": [row["started_at"] for row in attempts],
+            "durations": [row["duration_ms"] for row in attempts],
+            "urls": [row["request_url"] for row in attempts],
+            "request_headers": [dumps(row["request_headers"]).decode() for row in attempts],
+            "response_headers": [
+                None if row["response_headers"] is None else dumps(row["response_headers"]).decode()
+                for row in attempts
+            ],
+            "bodies": [row["response_body"] for row in attempts],
+            "error_classes": [row["error_class"] for row in attempts],
+            "error_messages": [row["error_message"] for row in attempts],
+            "decisions": [row["decision"] for row in attempts],
+        },
+    )
+    if not rows[0]["written"]:
+        return None
+    return {
+        outcome.delivery_id: Finished(DeliveryStatus.SUCCEEDED, outcome.attempt["decision"])
+        for outcome in outcomes
+    }
 
 
 async def record_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
