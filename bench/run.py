@@ -1296,11 +1296,16 @@ class Run:
             await self.set_matching(api, subscription, matching=False)
 
     async def close_pending(self, connection: asyncpg.Connection) -> None:
-        """Marks what earlier figures left pending as delivered: history, not backlog."""
+        """Marks what earlier figures left pending as delivered: history, not backlog. Then
+        VACUUM ANALYZE, as autovacuum would after an update of that size: without it, each
+        row updated stays in the due index as a dead entry that every claim of the next
+        figure walks past (figure 3 after figure 1: p50 16.4 ms against 4.8 on a fresh
+        database)."""
         await connection.execute(
             "UPDATE deliveries SET status = 'succeeded', completed_at = now(), "
             "locked_by = NULL, locked_until = NULL WHERE status = 'pending'"
         )
+        await connection.execute("VACUUM ANALYZE deliveries")
 
     async def insert_backlog(
         self,
