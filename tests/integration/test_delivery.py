@@ -299,6 +299,31 @@ async def test_ordered_subscription_waits_for_the_earlier_event_of_a_subject(
     assert types == ["order.scheduled", "order.scheduled", "order.completed"]
 
 
+async def test_what_a_finished_delivery_held_back_goes_out_without_waiting_for_the_poll(
+    client: httpx.AsyncClient,
+    subscriber: Subscriber,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    module_database_url: str,
+) -> None:
+    await create_routestripe_source(client)
+    subscriber.script("/ordered", then=Answer(200, delay=0.3))
+    await subscribe(client, subscriber.url("/ordered"), ordered=True)
+    # One webhook, so no later ingest wakes the dispatcher: the second event of the subject
+    # waits for the first, then for the claim its end starts, not for the 30 s poll.
+    events = [
+        visit_event(visit_id=7, status=3, event="visit.status.changed", second=1),
+        visit_event(visit_id=7, status=4, event="visit.status.changed", second=2),
+    ]
+
+    async with running_dispatcher(fast(settings), session_factory, module_database_url):
+        assert (await post_routestripe(client, events)).status_code == 200
+        received = await subscriber.wait_for(2, path="/ordered", within=10)
+
+    types = [orjson.loads(item.body)["type"] for item in received]
+    assert types == ["order.scheduled", "order.completed"]
+
+
 async def test_subscription_test_endpoint_reports_the_outcome(
     client: httpx.AsyncClient, subscriber: Subscriber
 ) -> None:

@@ -98,13 +98,22 @@ class DeliveryClient:
         await self.transport.aclose()
 
 
+# Seconds a connection to a subscriber may sit idle and still be reused. Below the 5 s after
+# which uvicorn, Node.js and Apache close an idle keep-alive connection by default: a request
+# written on a connection the server is closing at that moment is reset unanswered
+# (`ReadError`), and waits a retry delay for nothing. httpx's own default is those 5 s.
+IDLE_CONNECTION_EXPIRY = 4.0
+
+
 def create_client(
     *, max_connections: int, policy: DestinationPolicy, resolver: Resolver = system_resolver
 ) -> DeliveryClient:
     """Only to destinations `policy` allows, each connection pinned to the address that was
     checked (see transport.py)."""
     limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=IDLE_CONNECTION_EXPIRY,
     )
     return DeliveryClient(GuardedTransport(policy, limits=limits, resolver=resolver))
 

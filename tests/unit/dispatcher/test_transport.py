@@ -19,6 +19,7 @@ import pytest
 
 from relay.core.netguard import DestinationPolicy
 from relay.dispatcher.sender import (
+    IDLE_CONNECTION_EXPIRY,
     RESPONSE_BODY_LIMIT,
     AttemptResult,
     DeliveryClient,
@@ -386,3 +387,37 @@ async def test_the_pool_is_split_into_small_shards_that_share_the_load_and_the_c
         results = await asyncio.gather(*sends)
     assert [result.status_code for result in results] == [200] * 30
     assert pool.in_flight == [0, 0, 0]
+
+
+async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
+    # The subscriber keeps each connection open for 5 s of idleness, as uvicorn does; the
+    # client must not write a request on one that old, the moment the server may close it.
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, TimeoutError):
+            while True:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5.0)
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.lower().split(b"\r\n")
+                        if line.startswith(b"content-length:")
+                    )
+                )
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    assert IDLE_CONNECTION_EXPIRY < 5.0
+    async with local_subscriber(answer) as (client, base_url):
+        first = await send(client, delivery(f"{base_url}/a"), attempt_timeout=5.0)
+        again = await send(client, delivery(f"{base_url}/b"), attempt_timeout=5.0)
+        assert connections == 1
+        await asyncio.sleep(IDLE_CONNECTION_EXPIRY + 0.4)
+        late = await send(client, delivery(f"{base_url}/c"), attempt_timeout=5.0)
+    assert [first.status_code, again.status_code, late.status_code] == [200, 200, 200]
+    assert connections == 2
