@@ -60,7 +60,8 @@ class OutcomeRecorder:
 
     async def record(self, outcome: AttemptOutcome) -> DeliveryStatus:
         """Returns once the outcome is committed, with the status its delivery got; raises
-        what its write raised."""
+        what its write raised: asyncpg's own errors from the statement of a batch of
+        successes (transitions.finish_successes), SQLAlchemy's from the transaction."""
         done: asyncio.Future[DeliveryStatus] = asyncio.get_running_loop().create_future()
         self.queue.append((outcome, done))
         if self.writer is None:

@@ -98,6 +98,10 @@ class Dispatcher:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         # Every slot was taken when the claim loop last looked (see _done).
         self.slots_full = False
+        # The claim loop's session, and with it one pooled connection, kept across its claims:
+        # at one claim per webhook, checking a connection out and back in for each claim cost
+        # about as much Python as the claim's own call.
+        self.claim_session: AsyncSession | None = None
         # A delivery finished since the last claim began (see _finished).
         self.unblocked = False
         self.unblocked_timer: asyncio.TimerHandle | None = None
@@ -139,6 +143,9 @@ class Dispatcher:
             await asyncio.gather(listen_task, upkeep_task, return_exceptions=True)
             if self.wakeup is not None:
                 self.wakeup.unsubscribe(self.wake)
+            if self.unblocked_timer is not None:
+                self.unblocked_timer.cancel()
+            await self._close_claim_session()
             await self._shutdown()
             await self.client.aclose()
             log.info("dispatcher_stopped", worker=self.name, delivered=self.delivered)
@@ -152,9 +159,11 @@ class Dispatcher:
         while not self.stopping.is_set():
             free = self.settings.dispatcher_concurrency - len(self.in_flight)
             self.slots_full = free <= 0
+            # Cleared on every pass, slots free or not: a wake-up that comes while every slot is
+            # taken is kept by _done, which wakes the loop when a slot frees.
+            self.wake.clear()
             batch = ClaimBatch(deliveries=[])
             if free > 0:
-                self.wake.clear()
                 self.unblocked = False
                 try:
                     batch = await self._claim(min(free, self.settings.dispatcher_batch_size))
@@ -174,9 +183,11 @@ class Dispatcher:
             await asyncio.wait_for(self.wake.wait(), timeout=self.settings.dispatcher_poll_interval)
 
     async def _claim(self, limit: int) -> ClaimBatch:
-        async with self.session_factory() as session:
+        if self.claim_session is None:
+            self.claim_session = self.session_factory()
+        try:
             batch = await claim(
-                session,
+                self.claim_session,
                 worker=self.name,
                 limit=limit,
                 lease=self.settings.dispatcher_lease,
@@ -186,10 +197,21 @@ class Dispatcher:
                 # max_concurrency, though leased until their outcome is written.
                 answered=self.recording.keys(),
             )
+        except BaseException:
+            # Whatever its connection went through, the next claim starts on a fresh one.
+            await self._close_claim_session()
+            raise
         if batch.next_token_in is not None:
             # A rate-limited subscription waits for its next token: claim again then.
             self._wake_at(self.clock() + timedelta(seconds=batch.next_token_in))
         return batch
+
+    async def _close_claim_session(self) -> None:
+        session, self.claim_session = self.claim_session, None
+        if session is not None:
+            # A connection the server dropped cannot be closed cleanly; the pool replaces it.
+            with contextlib.suppress(Exception):
+                await session.close()
 
     def _start(self, claimed: ClaimedDelivery) -> None:
         self.shares.start(claimed.id, claimed.subscription_id)

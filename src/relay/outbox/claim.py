@@ -402,8 +402,11 @@ async def claim(
     written.
 
     The claim commits by itself, in a transaction of its own: `session` must not have begun
-    one."""
-    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    one, unless it is a session that claimed before and so holds its connection in autocommit
+    already (the dispatcher keeps one across its claims)."""
+    connection = await session.connection(
+        execution_options=None if session.in_transaction() else {"isolation_level": "AUTOCOMMIT"}
+    )
     info = (await connection.get_raw_connection()).info
     if not info.get(_HAS_FUNCTION):
         await session.execute(_CREATE_FUNCTION)
